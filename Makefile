@@ -1,0 +1,37 @@
+# ganctl developer tasks. `make` alone lists them.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-fast bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install ganctl (editable) with the dev tools
+
+train: $(STAMP)  ## train on the default config (MNIST, DCGAN, non-saturating loss)
+	$(VENV)/bin/ganctl train
+
+test: $(STAMP)  ## the whole test suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)  ## the suite without the slow end-to-end tests
+	$(PY) -m pytest -q -m "not slow"
+
+bench: $(STAMP)  ## speed and memory figures as JSON lines (ratios measured side by side)
+	$(PY) -m ganctl.bench
+
+lint: $(STAMP)  ## ruff
+	$(PY) -m ruff check ganctl tests
+
+clean:  ## remove build and test leftovers (never outputs/)
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

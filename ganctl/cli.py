@@ -1,0 +1,171 @@
+"""`ganctl <command> [overrides]`: the dispatcher and the three Hydra apps.
+
+No TensorFlow here: `ganctl --help` must stay fast. Each command's `run(cfg)` imports TF itself.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from ganctl import __version__
+from ganctl.config import register_configs
+from ganctl.errors import UserError, format_error
+
+log = logging.getLogger("ganctl")
+
+USAGE = f"""\
+usage: ganctl <command> [key=value ...] [hydra flags]
+
+Train, sample and evaluate GANs (Keras 3 on TensorFlow), configured with Hydra.
+
+commands:
+  train    train a GAN            ganctl train dataset=mnist model=dcgan loss=ns
+  sample   images from a run      ganctl sample run=outputs/<date>/<time> num=64
+  eval     score a run            ganctl eval run=outputs/<date>/<time>
+
+Each command is a Hydra app: `ganctl train --help` lists its config groups and options,
+`-m` sweeps (ganctl train -m loss=ns,lsgan seed=0,1), `--cfg job` prints the composed config,
+`hydra.run.dir=...` picks the run directory, `--config-dir DIR` adds your own configs.
+
+ganctl {__version__}
+"""
+
+COMMANDS = {"train": "ganctl.commands.train", "sample": "ganctl.commands.sample",
+            "eval": "ganctl.commands.evaluate"}
+STATUS_FILE = "status.json"
+_sweep_failed = False
+
+
+def _job(command: str, cfg: DictConfig):
+    """Run one job; a UserError becomes a paragraph, and in a sweep it never stops the other jobs."""
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    fresh = command == "train" and cfg.get("resume") is None
+    try:
+        result = importlib.import_module(COMMANDS[command]).run(cfg, run_dir)
+        if multirun:
+            _write_status(run_dir, "ok")
+        return result
+    except (UserError, KeyboardInterrupt, Exception) as err:  # noqa: B014 - order documents intent
+        is_user = isinstance(err, UserError)
+        if not multirun:
+            if not is_user:
+                raise
+            if fresh:
+                _remove_if_untouched(run_dir)
+            print(format_error(str(err)), file=sys.stderr)
+            sys.exit(err.exit_code)
+        # In a sweep sys.exit() would end every remaining job; record the failure instead.
+        message = str(err) if is_user else f"{type(err).__name__}: {err}"
+        log.error(format_error(message))
+        _write_status(run_dir, "failed", message)
+        return None
+
+
+def _write_status(run_dir: Path, status: str, error: str | None = None) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / STATUS_FILE).write_text(json.dumps({"status": status, "error": error}) + "\n")
+
+
+def _remove_if_untouched(run_dir: Path) -> None:
+    """Delete a run dir Hydra just made for a job that failed on bad input; never anything more."""
+    hydra_only = {".hydra", "train.log"}
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= hydra_only:
+        logging.shutdown()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+class SweepSummary(Callback):
+    """After a multirun: one line per job, and a non-zero exit if any job failed."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        global _sweep_failed
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = []
+        for status_file in sorted(sweep_dir.glob(f"*/{STATUS_FILE}")):
+            status = json.loads(status_file.read_text())
+            rows.append((status_file.parent.name, status["status"], status.get("error") or ""))
+        failed = [r for r in rows if r[1] != "ok"]
+        print(f"\nsweep {sweep_dir}: {len(rows) - len(failed)} ok, {len(failed)} failed")
+        for name, status, error in rows:
+            print(f"  {status:6s} {name}" + (f"  ({error.splitlines()[0][:160]})" if error else ""))
+        _sweep_failed = bool(failed)
+
+
+def _hydra_app(command: str):
+    @hydra.main(version_base="1.3", config_path="pkg://ganctl.conf", config_name=command)
+    def app(cfg: DictConfig):
+        return _job(command, cfg)
+
+    return app
+
+
+def _precheck(command: str, args: list[str]) -> list[str]:
+    """Checks Hydra would only report with a traceback, and `resume=` routing into the old run."""
+    for arg in args:
+        if arg.startswith("hydra.run.dir=") or arg.startswith("hydra.sweep.dir="):
+            _check_not_inside_file(arg.split("=", 1)[1], arg.split("=", 1)[0])
+    if command == "train":
+        resume = [a.split("=", 1)[1] for a in args if a.startswith("resume=")]
+        if resume:
+            from ganctl.training.rundir import check_run_dir
+
+            run_dir = check_run_dir(resume[-1], what="resume")
+            # Log into the run being resumed; keep its original .hydra/ provenance untouched.
+            args = [*args, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
+    return args
+
+
+def _check_not_inside_file(path: str, key: str) -> None:
+    if "${" in path:
+        return
+    for parent in [Path(path), *Path(path).parents]:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{key}={path} is inside '{parent}', which is a file, not a directory. "
+                            "Give a directory path that is new or already a directory.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return
+    if argv[0] in ("-V", "--version"):
+        print(f"ganctl {__version__}")
+        return
+    command, args = argv[0], argv[1:]
+    try:
+        if command not in COMMANDS:
+            raise UserError(f"unknown command '{command}'. Commands are: train, sample, eval "
+                            "(ganctl --help shows an example of each).")
+        args = _precheck(command, args)
+        from ganctl.validate import precheck
+
+        register_configs()
+        precheck(command, args)
+    except UserError as err:
+        print(format_error(str(err)), file=sys.stderr)
+        sys.exit(err.exit_code)
+
+    # Hydra reads sys.argv itself (the compose API would lose -m and --cfg), so hand it the rest.
+    sys.argv = [f"ganctl-{command}", *args]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _hydra_app(command)()
+    if _sweep_failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""`ganctl train`: a new run in Hydra's run directory, or `resume=<run dir>` to continue one."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ganctl.errors import UserError
+from ganctl.training import rundir
+from ganctl.validate import check_train_config
+
+# With resume=, these may differ from the saved run: how long to go on and how to report it.
+RESUMABLE_OVERRIDES = ("resume", "train.steps", "train.progress", "train.log_every")
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    check_train_config(cfg)
+    resuming = cfg.resume is not None
+    if resuming:
+        run_dir = rundir.check_run_dir(cfg.resume, what="resume")
+        cfg = _config_for_resume(cfg, run_dir)
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from ganctl.training.loop import train
+
+    return train(cfg, run_dir, resuming=resuming)
+
+
+def _config_for_resume(cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """The run's own saved config; only the settings in RESUMABLE_OVERRIDES may be changed."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    changed = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] not in RESUMABLE_OVERRIDES]
+    if changed:
+        raise UserError(f"resume={run_dir} continues that run with its own config, so "
+                        f"{', '.join(changed)} cannot be changed; only "
+                        f"{', '.join(RESUMABLE_OVERRIDES[1:])} can. Start a new run to change them.")
+    saved = rundir.load_run_config(run_dir)
+    with open_dict(saved):
+        for key in RESUMABLE_OVERRIDES[1:]:
+            if any(o.split("=", 1)[0] == key for o in overrides):
+                OmegaConf.update(saved, key, OmegaConf.select(cfg, key))
+        saved.resume = str(run_dir)
+    OmegaConf.save(saved, run_dir / rundir.CONFIG_FILE)
+    return saved

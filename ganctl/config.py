@@ -1,0 +1,119 @@
+"""Typed schemas for every config group, registered once with Hydra's ConfigStore.
+
+Plain types only: this module is imported for `--help` and must not pull in TensorFlow.
+A typo in a YAML key or a wrong type fails at compose time, before any model is built.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import II, MISSING
+
+
+@dataclass
+class DatasetConfig:
+    _target_: str = MISSING
+    path: Optional[str] = None          # local copy of the data (IDX .gz files, mnist.npz, image dir)
+    resolution: Optional[int] = None    # folder: resize + centre-crop to this size
+    channels: Optional[int] = None      # folder: 1 (grayscale) or 3 (RGB)
+    on_bad_file: str = "skip"           # folder: skip | error
+    limit: Optional[int] = None         # use only the first N training examples (small-data runs)
+    std: Optional[float] = None         # ring / grid: standard deviation of each Gaussian mode
+    size: Optional[int] = None          # ring / grid: number of points drawn for the training pool
+    shuffle_buffer: int = 10000
+    source: Optional[str] = None        # filled in by ganctl: which files were actually used
+
+
+@dataclass
+class NetworkConfig:
+    _target_: str = MISSING
+    width: int = 64                     # channels of the first conv layer (dcgan) / units (mlp)
+    depth: int = 2                      # mlp: hidden layers; dcgan: ignored (follows resolution)
+    batch_norm: bool = False
+    dropout: float = 0.0
+
+
+@dataclass
+class ModelConfig:
+    z_dim: int = 100
+    generator: NetworkConfig = field(default_factory=NetworkConfig)
+    discriminator: NetworkConfig = field(default_factory=NetworkConfig)
+
+
+@dataclass
+class LossConfig:
+    _target_: str = MISSING
+    d_steps_per_g_step: int = 1         # critic updates per generator update (WGAN-GP uses 5)
+    gp_weight: float = 0.0              # gradient penalty weight (lambda); 0 disables it
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 3000                   # generator updates
+    batch_size: int = 64
+    seed: int = II("seed")
+    g_lr: float = 2e-4
+    d_lr: float = 2e-4
+    g_beta1: float = 0.5
+    g_beta2: float = 0.999
+    d_beta1: float = 0.5
+    d_beta2: float = 0.999
+    ema: float = 0.999                  # decay of G's weight average used for samples; 0 disables
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    progress: bool = True
+    jit_compile: bool = False           # XLA; measured slower on CPU, helps on GPU
+    deterministic: bool = False         # op determinism for bit-exact resume (slower)
+    on_nan: str = "stop"                # stop | rollback
+    nan_retries: int = 3                # rollback: attempts before giving up
+    sample_grid: int = 64               # images in each snapshot grid
+
+
+@dataclass
+class TrainRunConfig:
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = MISSING
+    loss: LossConfig = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    resume: Optional[str] = None        # run directory to continue
+
+
+@dataclass
+class SampleConfig:
+    run: str = MISSING                  # run directory
+    checkpoint: Optional[int] = None    # step; default the latest
+    num: int = 64
+    format: str = "grid"                # grid | png | npz | gif (also: interpolate=true)
+    out: Optional[str] = None           # default: inside <run>/samples/
+    ema: bool = True
+    seed: int = 0
+    interpolate: bool = False
+    frames: int = 60                    # interpolate: frames in the GIF
+
+
+@dataclass
+class EvalConfig:
+    run: Optional[str] = None
+    checkpoint: Optional[int] = None
+    fake: Optional[str] = None
+    real: Optional[str] = None
+    sweep: Optional[str] = None
+    num: int = 10000
+    metrics: List[str] = field(default_factory=lambda: ["fid", "kid", "precision_recall"])
+    features: str = "auto"              # auto | classifier | inception | pixels
+    ema: bool = True
+    seed: int = 0
+    batch_size: int = 250
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    # Group YAMLs merge into these typed nodes, so their keys and types are checked too.
+    cs.store(name="base_train", node=TrainRunConfig)
+    cs.store(name="base_sample", node=SampleConfig)
+    cs.store(name="base_eval", node=EvalConfig)

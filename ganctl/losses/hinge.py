@@ -1,0 +1,22 @@
+"""Hinge loss (Lim & Ye 2017; Miyato et al. 2018)."""
+from __future__ import annotations
+
+from keras import ops
+
+from ganctl.losses.base import Loss
+from ganctl.losses.minimax import check_d_steps
+
+
+class Hinge(Loss):
+    """D pushes real outputs above +1 and fake ones below -1; G raises D's output on fakes."""
+
+    def __init__(self, d_steps_per_g_step: int = 1):
+        super().__init__(d_steps_per_g_step=check_d_steps(d_steps_per_g_step))
+
+    def discriminator_loss(self, real_logits, fake_logits):
+        real_logits = ops.cast(real_logits, "float32")
+        fake_logits = ops.cast(fake_logits, "float32")
+        return ops.mean(ops.relu(1.0 - real_logits)) + ops.mean(ops.relu(1.0 + fake_logits))
+
+    def generator_loss(self, fake_logits):
+        return -ops.mean(ops.cast(fake_logits, "float32"))

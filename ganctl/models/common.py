@@ -1,0 +1,22 @@
+"""Checks and small pieces shared by the model builders."""
+from __future__ import annotations
+
+from ganctl.errors import UserError
+
+
+def check_network(where: str, width: int, depth: int | None = None, dropout: float = 0.0) -> None:
+    """UserError for sizes no network can have; `where` is the config path, e.g. model.generator."""
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise UserError(f"{where}.width={width} is invalid: it must be an integer >= 1 "
+                        "(units per hidden layer for mlp, channels of the outermost conv for dcgan).")
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+        raise UserError(f"{where}.depth={depth} is invalid: it is the number of hidden layers and "
+                        "must be an integer >= 1.")
+    if not 0.0 <= dropout < 1.0:
+        raise UserError(f"{where}.dropout={dropout} is invalid: it is the fraction of units "
+                        "dropped and must be in [0, 1); 0 disables dropout.")
+
+
+def output_activation(bounded: bool) -> str:
+    """tanh for images scaled to [-1, 1]; linear for points in raw coordinates."""
+    return "tanh" if bounded else "linear"

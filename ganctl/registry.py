@@ -1,0 +1,51 @@
+"""Build an object from a config node's `_target_`, safely.
+
+The YAML file is the registration (conf/<group>/<name>.yaml names ganctl.<pkg>.<name>.<Object>).
+Only ganctl's own objects can be targets, so a config read back from a run folder can never
+run foreign code, and a field the chosen object does not use is an error, not silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ganctl.errors import UserError
+
+
+def resolve_target(target: str, where: str) -> Any:
+    if not isinstance(target, str) or not target.startswith("ganctl."):
+        raise UserError(f"{where}._target_={target!r} is not allowed: ganctl only builds its own "
+                        "objects (a target starting with 'ganctl.').")
+    module_name, _, attr = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise UserError(f"{where}._target_={target} does not exist in ganctl ({err}).") from err
+
+
+def build(node: DictConfig | dict, where: str, schema: type | None = None, **context: Any) -> Any:
+    """Call node._target_ with the node's fields it accepts plus `context` (shapes and the like)."""
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    factory = resolve_target(values.pop("_target_", None), where)
+    accepted = inspect.signature(factory).parameters
+    defaults = {}
+    if schema is not None:
+        defaults = {f.name: f.default for f in dataclasses.fields(schema)
+                    if f.default is not dataclasses.MISSING}
+    kwargs = {}
+    for key, value in values.items():
+        if key in accepted:
+            kwargs[key] = value
+        elif key in defaults and value != defaults[key]:
+            raise UserError(f"{where}.{key}={value} has no effect with {where}={_short(factory)}; "
+                            f"it accepts: {', '.join(k for k in accepted if k not in context)}.")
+    kwargs.update({k: v for k, v in context.items() if k in accepted})
+    return factory(**kwargs)
+
+
+def _short(factory: Any) -> str:
+    return factory.__module__.rsplit(".", 1)[-1]

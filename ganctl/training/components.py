@@ -1,0 +1,33 @@
+"""Dataset, networks and loss from their config nodes: shared by train, sample and eval."""
+from __future__ import annotations
+
+import keras
+
+from ganctl.config import DatasetConfig, LossConfig, NetworkConfig
+from ganctl.registry import build
+
+
+def build_dataset(dataset_cfg):
+    return build(dataset_cfg, "dataset", DatasetConfig)
+
+
+def build_generator(model_cfg, dataset) -> keras.Model:
+    return build(model_cfg.generator, "model.generator", NetworkConfig, z_dim=model_cfg.z_dim,
+                 image_shape=tuple(dataset.image_shape), num_classes=dataset.num_classes,
+                 bounded=dataset.bounded)
+
+
+def build_discriminator(model_cfg, dataset) -> keras.Model:
+    return build(model_cfg.discriminator, "model.discriminator", NetworkConfig,
+                 image_shape=tuple(dataset.image_shape), num_classes=dataset.num_classes)
+
+
+def build_loss(loss_cfg):
+    return build(loss_cfg, "loss", LossConfig)
+
+
+def clone_generator(generator: keras.Model) -> keras.Model:
+    """A second generator with the same architecture and weights (the EMA copy)."""
+    ema = keras.models.clone_model(generator)
+    ema.set_weights(generator.get_weights())
+    return ema

@@ -1,0 +1,33 @@
+"""Per-step figures: one JSON line each in metrics.jsonl, and TensorBoard scalars."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import tensorflow as tf
+
+
+class MetricsLog:
+    def __init__(self, run_dir: Path, filename: str = "metrics.jsonl"):
+        self.path = run_dir / filename
+        self.file = open(self.path, "a", buffering=1)  # appended to on resume
+        self.writer = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
+
+    def write(self, step: int, values: dict) -> None:
+        row = {"step": int(step), **{k: _plain(v) for k, v in values.items()}}
+        self.file.write(json.dumps(row) + "\n")
+        with self.writer.as_default(step=int(step)):
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    tf.summary.scalar(key, value)
+
+    def close(self) -> None:
+        self.file.close()
+        self.writer.close()
+
+
+def _plain(value):
+    if isinstance(value, (int, str)):
+        return value
+    value = float(value)
+    return value if value == value and abs(value) != float("inf") else str(value)

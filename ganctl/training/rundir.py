@@ -1,0 +1,39 @@
+"""What a run directory holds, and reading it back safely. No TensorFlow here."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from ganctl.errors import UserError
+
+CONFIG_FILE = "config.yaml"          # resolved config, with dataset.source filled in
+CHECKPOINT_DIR = "checkpoints"
+SAMPLES_DIR = "samples"
+METRICS_FILE = "metrics.jsonl"
+GENERATOR_EXPORT = "generator.keras"
+
+
+def check_run_dir(path: str, what: str = "run") -> Path:
+    """The run directory `path`, or a UserError saying why it is not one."""
+    run_dir = Path(path).expanduser()
+    if not run_dir.is_dir():
+        raise UserError(f"{what}={path} is not a directory. Give a run directory made by "
+                        "`ganctl train` (e.g. outputs/<date>/<time>), which holds config.yaml "
+                        "and checkpoints/.")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise UserError(f"{what}={path} is not a ganctl run: it has no {CONFIG_FILE}. Give a run "
+                        "directory made by `ganctl train` (e.g. outputs/<date>/<time>).")
+    return run_dir.resolve()
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    """The run's saved config as plain data. It is never handed to hydra.utils.instantiate."""
+    try:
+        cfg = OmegaConf.load(run_dir / CONFIG_FILE)
+    except Exception as err:
+        raise UserError(f"{run_dir / CONFIG_FILE} cannot be read as YAML ({err}).") from err
+    if not isinstance(cfg, DictConfig) or "model" not in cfg or "dataset" not in cfg:
+        raise UserError(f"{run_dir / CONFIG_FILE} is not a ganctl training config "
+                        "(no model/dataset sections).")
+    return cfg

@@ -1,0 +1,57 @@
+"""Image grids and 2-D scatter plots; the same writers serve training snapshots and `sample`."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """[-1, 1] float images -> uint8 [0, 255], rounding to nearest."""
+    return np.clip(np.rint((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> Image.Image:
+    """Tile N images (NHWC, [-1, 1]) into one picture, roughly square."""
+    pixels = to_uint8(images)
+    n, h, w, c = pixels.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    canvas = np.full((rows * (h + padding) + padding, columns * (w + padding) + padding, c),
+                     255, np.uint8)
+    for i, image in enumerate(pixels):
+        top, left = padding + (i // columns) * (h + padding), padding + (i % columns) * (w + padding)
+        canvas[top:top + h, left:left + w] = image
+    return Image.fromarray(canvas[..., 0] if c == 1 else canvas)
+
+
+def scatter_plot(fake_points: np.ndarray, real_points: np.ndarray | None = None,
+                 size: int = 512) -> Image.Image:
+    """Points in the data's own coordinates: real in grey, generated in red, on shared axes."""
+    every = np.concatenate([p for p in (fake_points, real_points) if p is not None], 0)
+    finite = every[np.isfinite(every).all(1)]
+    low, high = (finite.min(0), finite.max(0)) if len(finite) else (np.array([-1, -1]), np.array([1, 1]))
+    span = max(float((high - low).max()), 1e-6) * 1.1
+    centre = (high + low) / 2
+
+    def to_canvas(points):
+        xy = (points - centre) / span * (size - 20) + size / 2
+        return [(float(x), float(size - y)) for x, y in xy if np.isfinite(x) and np.isfinite(y)]
+
+    picture = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(picture)
+    for points, colour in ((real_points, (170, 170, 170)), (fake_points, (200, 30, 30))):
+        if points is not None:
+            for x, y in to_canvas(points):
+                draw.ellipse((x - 1.5, y - 1.5, x + 1.5, y + 1.5), fill=colour)
+    return picture
+
+
+def save_snapshot(samples: np.ndarray, path: Path, real_points: np.ndarray | None = None) -> Path:
+    """A grid for images, a scatter plot for 2-D points."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture = scatter_plot(samples, real_points) if samples.ndim == 2 else image_grid(samples)
+    picture.save(path)
+    return path

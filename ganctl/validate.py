@@ -1,0 +1,168 @@
+"""Fail in the first second: compose every job of the command line and check values and ranges.
+
+Runs before Hydra creates a run directory, so bad input leaves nothing behind. No TensorFlow.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig
+
+from ganctl import config as schemas
+from ganctl.errors import UserError
+
+# Flags Hydra takes with a value; everything else starting with '-' stands alone.
+_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-dir", "-cd", "--info", "-i"}
+_SKIP_PRECHECK = {"--help", "-h", "--hydra-help", "--config-path", "-cp", "--config-name", "-cn",
+                  "--experimental-rerun", "--shell-completion", "-sc", "--cfg", "-c", "--info",
+                  "-i", "--resolve", "--version"}
+
+_POSITIVE = ["train.steps", "train.batch_size", "train.log_every", "train.sample_every",
+             "train.checkpoint_every", "train.keep_checkpoints", "train.sample_grid",
+             "train.nan_retries", "loss.d_steps_per_g_step", "model.z_dim",
+             "model.generator.width", "model.discriminator.width"]
+_POSITIVE_FLOAT = ["train.g_lr", "train.d_lr"]
+_UNIT_INTERVAL = ["train.g_beta1", "train.g_beta2", "train.d_beta1", "train.d_beta2", "train.ema",
+                  "model.generator.dropout", "model.discriminator.dropout"]
+_CHOICES = {"train.on_nan": ("stop", "rollback"), "dataset.on_bad_file": ("skip", "error")}
+
+
+def precheck(command: str, args: list[str]) -> None:
+    """Compose each job the command line asks for and check it, raising UserError."""
+    if any(a.split("=", 1)[0] in _SKIP_PRECHECK for a in args):
+        return
+    overrides, config_dirs, multirun = [], [], False
+    it = iter(args)
+    for arg in it:
+        if arg in ("-m", "--multirun"):
+            multirun = True
+        elif arg in ("--config-dir", "-cd"):
+            config_dirs.append(next(it, ""))
+        elif arg.startswith("--config-dir="):
+            config_dirs.append(arg.split("=", 1)[1])
+        elif arg in _FLAGS_WITH_VALUE:
+            next(it, None)
+        elif not arg.startswith("-"):
+            overrides.append(arg)
+    for directory in config_dirs:
+        if not Path(directory).is_dir():
+            raise UserError(f"--config-dir {directory} is not a directory. Give a directory laid "
+                            "out like ganctl's conf/ (e.g. DIR/dataset/mine.yaml).")
+    if config_dirs:
+        paths = ",".join(f"file://{Path(d).resolve()}" for d in config_dirs)
+        overrides = [*overrides, f"hydra.searchpath=[{paths}]"]
+    for job in _expand(overrides, multirun):
+        cfg = _compose(command, job)
+        if command == "train":
+            check_train_config(cfg)
+        elif command == "sample":
+            check_sample_config(cfg)
+
+
+def _expand(overrides: list[str], multirun: bool) -> list[list[str]]:
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        raise UserError(_paragraph(err)) from err
+    if not multirun:
+        for o in parsed:
+            if o.is_sweep_override():
+                raise UserError(f"'{o.input_line}' lists several values; add -m to sweep over "
+                                f"them (ganctl <command> -m {o.input_line}), or give one value.")
+        return [overrides]
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def _compose(command: str, overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module("ganctl.conf", version_base="1.3"):
+            return compose(command, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UserError(_paragraph(err)) from err
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _paragraph(err: BaseException) -> str:
+    """Hydra's multi-line message (and its cause) as one paragraph without search-path noise."""
+    parts = []
+    for e in (err, err.__cause__):
+        if e is None:
+            continue
+        text = str(e).split("Config search path:")[0]
+        lines = [ln.strip() for ln in text.splitlines()
+                 if ln.strip() and not ln.strip().startswith(("reference_type", "object_type"))]
+        if "Available options" in text:
+            head, _, options = text.partition("Available options")
+            label, _, names = options.partition(":")
+            lines = [head.strip().rstrip(".") + ".",
+                     f"Available options{label}: {', '.join(names.split())}."]
+        parts.append(" ".join(lines))
+    return " ".join(dict.fromkeys(parts)).replace("In 'train': ", "")
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    _check_known_keys(cfg, schemas.TrainRunConfig, "")
+    for key in _POSITIVE + _POSITIVE_FLOAT:
+        value = _get(cfg, key)
+        if value is not None and value <= 0:
+            raise UserError(f"{key}={value} must be positive ({'> 0' if key in _POSITIVE_FLOAT else '1 or more'}).")
+    for key in _UNIT_INTERVAL:
+        value = _get(cfg, key)
+        if value is not None and not 0 <= value < 1:
+            raise UserError(f"{key}={value} must be in [0, 1).")
+    for key, choices in _CHOICES.items():
+        value = _get(cfg, key)
+        if value is not None and value not in choices:
+            raise UserError(f"{key}={value} is not one of: {', '.join(choices)}.")
+    if cfg.loss.gp_weight < 0:
+        raise UserError(f"loss.gp_weight={cfg.loss.gp_weight} must be 0 or more.")
+
+
+def check_sample_config(cfg: DictConfig) -> None:
+    _check_known_keys(cfg, schemas.SampleConfig, "")
+    if cfg.num <= 0:
+        raise UserError(f"num={cfg.num} must be 1 or more (the number of samples to write).")
+    formats = ("grid", "png", "npz", "gif")
+    if cfg.format not in formats:
+        raise UserError(f"format={cfg.format} is not one of: {', '.join(formats)}.")
+
+
+def _get(cfg: DictConfig, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, DictConfig) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _check_known_keys(node, schema, prefix: str) -> None:
+    """Catch `+train.bach_size=3`-style additions, which Hydra accepts silently."""
+    if not dataclasses.is_dataclass(schema) or not isinstance(node, DictConfig):
+        return
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for key in node.keys():
+        if key == "hydra":
+            continue
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" Did you mean {prefix}{close[0]}?" if close else ""
+            raise UserError(f"{prefix}{key} is not a ganctl setting.{hint} Settings here: "
+                            f"{', '.join(prefix + f for f in fields if not f.startswith('_'))}.")
+        field_type = fields[key].type
+        child_schema = getattr(schemas, field_type, None) if isinstance(field_type, str) else field_type
+        if not isinstance(node[key], ListConfig):
+            _check_known_keys(node[key], child_schema, f"{prefix}{key}.")
