@@ -27,6 +27,10 @@ def resolve_target(target: str, where: str) -> Any:
         raise UserError(f"{where}._target_={target} does not exist in ganctl ({err}).") from err
 
 
+# Fields ganctl fills in to record what happened; they are never constructor arguments.
+_RECORDS = {"source"}
+
+
 def build(node: DictConfig | dict, where: str, schema: type | None = None, **context: Any) -> Any:
     """Call node._target_ with the node's fields it accepts plus `context` (shapes and the like)."""
     values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
@@ -38,6 +42,8 @@ def build(node: DictConfig | dict, where: str, schema: type | None = None, **con
                     if f.default is not dataclasses.MISSING}
     kwargs = {}
     for key, value in values.items():
+        if key in _RECORDS:
+            continue
         if key in accepted:
             kwargs[key] = value
         elif key in defaults and value != defaults[key]:

@@ -129,6 +129,11 @@ def check_train_config(cfg: DictConfig) -> None:
             raise UserError(f"{key}={value} is not one of: {', '.join(choices)}.")
     if cfg.loss.gp_weight < 0:
         raise UserError(f"loss.gp_weight={cfg.loss.gp_weight} must be 0 or more.")
+    if cfg.loss.gp_weight > 0 and cfg.model.discriminator.batch_norm:
+        # The penalty is per example; batch norm makes D's output depend on the whole batch.
+        raise UserError("model.discriminator.batch_norm=true cannot be combined with a gradient "
+                        f"penalty (loss.gp_weight={cfg.loss.gp_weight}); set "
+                        "model.discriminator.batch_norm=false or pick another loss.")
 
 
 def check_sample_config(cfg: DictConfig) -> None:

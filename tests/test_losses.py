@@ -1,23 +1,22 @@
 """Losses: generic properties for every conf/loss/*.yaml, values from independent numpy formulas."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from omegaconf import OmegaConf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from ganctl import registry
+from ganctl.config import LossConfig
+from ganctl.errors import UserError
+from ganctl.losses.wgan_gp import WassersteinGP, random_interpolation
+from tests.helpers import CONF
 
-from ganctl import registry  # noqa: E402
-from ganctl.config import LossConfig  # noqa: E402
-from ganctl.errors import UserError  # noqa: E402
-from ganctl.losses.wgan_gp import WassersteinGP, random_interpolation  # noqa: E402
-
-LOSS_FILES = sorted((Path(__file__).resolve().parents[1] / "conf" / "loss").glob("*.yaml"))
+LOSS_DIR = CONF / "loss"
+LOSS_FILES = sorted(LOSS_DIR.glob("*.yaml"))
 
 
 def build_loss(path: Path, **overrides):
@@ -104,7 +103,7 @@ def test_penalty_is_a_finite_scalar_that_trains_the_critic(path):
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
 def test_values_match_numpy_reference(name):
-    loss = build_loss(Path(LOSS_FILES[0].parent / f"{name}.yaml"))
+    loss = build_loss(LOSS_DIR / f"{name}.yaml")
     reference_d, reference_g = REFERENCE[name]
     rng = np.random.default_rng(2)
     real_logits = (3.0 * rng.normal(size=(64, 1))).astype("float32")
@@ -118,7 +117,7 @@ def test_values_match_numpy_reference(name):
 
 @pytest.mark.parametrize("name", ["minimax", "ns"])
 def test_bce_discriminator_loss_vanishes_when_d_is_perfect(name):
-    loss = build_loss(LOSS_FILES[0].parent / f"{name}.yaml")
+    loss = build_loss(LOSS_DIR / f"{name}.yaml")
     assert loss.uses_sigmoid
     d_loss = loss.discriminator_loss(np.full((8, 1), 40.0, "float32"), np.full((8, 1), -40.0, "float32"))
     assert 0.0 <= d_loss.numpy() < 1e-12
@@ -130,7 +129,7 @@ def test_minimax_generator_saturates_where_ns_does_not():
     fake_logits = tf.Variable(np.full((16, 1), -10.0, "float32"))
     gradient_norms = {}
     for name in ("minimax", "ns"):
-        loss = build_loss(LOSS_FILES[0].parent / f"{name}.yaml")
+        loss = build_loss(LOSS_DIR / f"{name}.yaml")
         with tf.GradientTape() as tape:
             g_loss = loss.generator_loss(fake_logits)
         gradient_norms[name] = float(tf.norm(tape.gradient(g_loss, fake_logits)))
@@ -201,9 +200,9 @@ def test_bad_d_steps_is_a_user_error(path):
 
 def test_negative_gp_weight_is_a_user_error():
     with pytest.raises(UserError, match="gp_weight=-1"):
-        build_loss(LOSS_FILES[0].parent / "wgan_gp.yaml", gp_weight=-1.0)
+        build_loss(LOSS_DIR / "wgan_gp.yaml", gp_weight=-1.0)
 
 
 def test_gp_weight_on_a_loss_without_penalty_is_a_user_error():
     with pytest.raises(UserError, match="gp_weight=10.0 has no effect"):
-        build_loss(LOSS_FILES[0].parent / "ns.yaml", gp_weight=10.0)
+        build_loss(LOSS_DIR / "ns.yaml", gp_weight=10.0)

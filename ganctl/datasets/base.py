@@ -1,7 +1,20 @@
 """What every dataset provides: shapes and value range up front, a tf.data pipeline on demand."""
 from __future__ import annotations
 
+import logging
+import numbers
+import os
+import socket
+from pathlib import Path
+
 import numpy as np
+
+from ganctl.errors import UserError
+
+log = logging.getLogger("ganctl")
+
+DOWNLOAD_TIMEOUT_S = 10
+SPLITS = ("train", "test")
 
 
 class Dataset:
@@ -33,3 +46,120 @@ class Dataset:
         `skip` examples are dropped first (cheaply, before decoding), so a resumed run continues
         the same data order: the order is a pure function of (seed, position)."""
         raise NotImplementedError
+
+
+class ArrayDataset(Dataset):
+    """A dataset small enough to hold in memory as numpy arrays, one pair per split.
+
+    Subclasses implement `_read()` -> {"train": (x, y), "test": (x, y)} and set `source` there.
+    """
+
+    limit: int | None = None
+
+    def _read(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        raise NotImplementedError
+
+    def _splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        if getattr(self, "_loaded", None) is None:
+            self._loaded = self._read()
+            if self.limit is not None:
+                self.source += f" (first {self.limit:,} training examples)"
+        return self._loaded
+
+    def arrays(self, split: str = "train", limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self._splits()[check_split(split)]
+        # `limit` in the config restricts training data only; the test split stays whole.
+        for n in (self.limit if split == "train" else None, limit):
+            if n is not None:
+                x, y = x[:n], y[:n]
+        return x, y
+
+    def tf_dataset(self, batch_size: int, seed: int, skip: int = 0, repeat: bool = True):
+        import tensorflow as tf
+
+        x, y = self.arrays("train")
+        examples, labels = tf.constant(x), tf.constant(y.astype(np.int32))
+        images = self.kind == "image"
+
+        def gather(index):
+            batch = tf.gather(examples, index)
+            # Converting whole batches is much faster than converting example by example.
+            if images:
+                batch = tf.cast(batch, tf.float32) / 127.5 - 1.0
+            return batch, tf.gather(labels, index)
+
+        positions = shuffled_positions(len(x), seed, skip, repeat)
+        return (positions.batch(batch_size, drop_remainder=True)
+                .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .prefetch(tf.data.AUTOTUNE))
+
+
+def shuffled_positions(n: int, seed: int, skip: int = 0, repeat: bool = True):
+    """Example indices in training order: epoch e is a permutation of range(n) keyed by (seed, e).
+
+    A stateless permutation per epoch makes the order a pure function of (seed, position),
+    independent of TF's global seed, and lets a resumed run jump to position `skip` at once.
+    """
+    import tensorflow as tf
+
+    first_epoch, offset = divmod(int(skip), n)
+    if repeat:
+        epochs = tf.data.Dataset.counter(first_epoch)
+    else:
+        epochs = tf.data.Dataset.range(first_epoch, 1)  # one pass: empty once skip >= n
+    seed = tf.constant(int(seed), tf.int64)
+
+    def permutation(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
+                                                         seed=tf.stack([seed, epoch]))
+        return tf.data.Dataset.from_tensor_slices(order)
+
+    return epochs.flat_map(permutation).skip(offset)
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise UserError(f"split={split!r} is not a dataset split; use 'train' or 'test'.")
+    return split
+
+
+def check_limit(limit: int | None) -> int | None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral)
+                              or limit < 1):
+        raise UserError(f"dataset.limit={limit!r} must be a whole number >= 1 (the number of "
+                        "training examples to use), or null for all of them.")
+    return limit
+
+
+def keras_home() -> Path:
+    """Keras' cache root, read now (Keras itself reads KERAS_HOME once, at import)."""
+    if "KERAS_HOME" in os.environ:
+        return Path(os.environ["KERAS_HOME"])
+    home = os.path.expanduser("~")
+    return Path(home if os.access(home, os.W_OK) else "/tmp") / ".keras"
+
+
+def offline() -> bool:
+    return os.environ.get("GANCTL_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def download(fname: str, origin: str, file_hash: str | None = None,
+             cache_subdir: str = "datasets") -> tuple[Path | None, str]:
+    """(path, "") after a Keras get_file into the Keras cache, or (None, why it failed).
+
+    The socket timeout keeps an offline machine from hanging; GANCTL_OFFLINE=1 skips the attempt.
+    """
+    if offline():
+        return None, "downloads are off (GANCTL_OFFLINE=1)"
+    from keras.utils import get_file
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        path = get_file(fname, origin=origin, file_hash=file_hash, cache_subdir=cache_subdir,
+                        cache_dir=str(keras_home()))
+        return Path(path), ""
+    except Exception as err:  # get_file raises bare Exception for network errors
+        return None, f"downloading {origin} failed ({err})"
+    finally:
+        socket.setdefaulttimeout(previous)

@@ -23,6 +23,7 @@ from ganctl.training.snapshots import save_snapshot
 from ganctl.training.steps import generate, make_train_step
 
 log = logging.getLogger("ganctl")
+logging.getLogger("absl").setLevel(logging.WARNING)  # TF's per-save INFO chatter
 
 
 def train(cfg, run_dir: Path, resuming: bool = False) -> dict:

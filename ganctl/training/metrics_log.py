@@ -5,6 +5,12 @@ import json
 from pathlib import Path
 
 import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+# tf.summary.scalar needs the tensorboard package; tf.summary.write with the scalars plugin's
+# metadata writes the same event records without it, and TensorBoard reads them as scalars.
+_SCALAR_METADATA = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
 
 
 class MetricsLog:
@@ -19,7 +25,7 @@ class MetricsLog:
         with self.writer.as_default(step=int(step)):
             for key, value in row.items():
                 if key != "step" and isinstance(value, (int, float)):
-                    tf.summary.scalar(key, value)
+                    tf.summary.write(key, tf.constant(value, tf.float32), metadata=_SCALAR_METADATA)
 
     def close(self) -> None:
         self.file.close()

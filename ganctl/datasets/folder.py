@@ -1,0 +1,187 @@
+"""Any folder of images, searched recursively, streamed from disk through tf.data."""
+from __future__ import annotations
+
+import numbers
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ganctl.datasets.base import Dataset, check_limit, check_split, log, shuffled_positions
+from ganctl.errors import UserError
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+ON_BAD_FILE = ("skip", "error")
+# (format, mode) pairs that tf.io.decode_image gets right; the rest (palette or 1-bit BMPs,
+# CMYK JPEGs, a GIF named .png...) are decoded with Pillow instead. None: every mode.
+TF_DECODES = {"PNG": None, "WEBP": None, "JPEG": {"L", "RGB"}, "BMP": {"L", "RGB", "RGBA"}}
+
+
+class ImageFolder(Dataset):
+    """Images resized so the short side is `resolution`, centre-cropped to a square.
+
+    The file list is scanned once, on first use: every file's header is checked with Pillow
+    (with on_bad_file="error" every file is fully decoded, so a bad one stops the run up front).
+    Pixels are only read while iterating, so the folder can be larger than memory.
+    """
+
+    num_classes = 0
+
+    def __init__(self, path: str, resolution: int = 64, channels: int = 3,
+                 on_bad_file: str = "skip", limit: int | None = None):
+        if isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral) \
+                or resolution < 8:
+            raise UserError(f"dataset.resolution={resolution!r} must be a whole number >= 8 "
+                            "(images are resized and cropped to resolution x resolution).")
+        if channels not in (1, 3) or isinstance(channels, bool):
+            raise UserError(f"dataset.channels={channels!r} must be 1 (grayscale) or 3 (RGB).")
+        if on_bad_file not in ON_BAD_FILE:
+            raise UserError(f"dataset.on_bad_file={on_bad_file!r} must be 'skip' (leave unreadable "
+                            "images out, with a warning) or 'error' (stop at the first one).")
+        self.path = path
+        self.resolution = int(resolution)
+        self.channels = int(channels)
+        self.on_bad_file = on_bad_file
+        self.limit = check_limit(limit)
+        self.image_shape = (self.resolution, self.resolution, self.channels)
+        self._files: list[tuple[str, bool]] | None = None
+
+    def arrays(self, split: str = "train", limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 images; with `limit`, a fixed random subset (sorted order would favour the first
+        subfolders). The folder has no test split: "test" reads the same images."""
+        import tensorflow as tf
+
+        check_split(split)
+        files = self._scan()
+        chosen = np.arange(len(files))
+        if limit is not None and limit < len(files):
+            chosen = np.sort(np.random.default_rng(0).choice(len(files), limit, replace=False))
+        images = (self._images(tf.data.Dataset.from_tensor_slices(chosen))
+                  .map(lambda image: tf.cast(tf.round(image), tf.uint8)).batch(256))
+        x = np.concatenate([batch.numpy() for batch in images] or [np.zeros((0, *self.image_shape),
+                                                                           np.uint8)])
+        return x, np.zeros(len(x), np.int64)
+
+    def tf_dataset(self, batch_size: int, seed: int, skip: int = 0, repeat: bool = True):
+        import tensorflow as tf
+
+        positions = shuffled_positions(len(self._scan()), seed, skip, repeat)
+        images = self._images(positions).map(lambda image: (image / 127.5 - 1.0, tf.constant(0)))
+        return images.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+    def _images(self, positions):
+        """float32 images in [0, 255], one per index in the `positions` dataset."""
+        import tensorflow as tf
+
+        files = self._scan()
+        paths = tf.constant([path for path, _ in files])
+        with_pillow = tf.constant([pillow for _, pillow in files])
+        resolution, channels = self.resolution, self.channels
+
+        def load(index):
+            path = paths[index]
+            image = tf.cond(with_pillow[index],
+                            lambda: tf.numpy_function(_decode_with_pillow, [path], tf.uint8),
+                            lambda: tf.io.decode_image(tf.io.read_file(path),
+                                                       expand_animations=False))
+            image.set_shape([None, None, None])
+            return _square(_to_channels(tf.cast(image, tf.float32), channels), resolution)
+
+        images = positions.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        # Header checks miss some damage (a truncated JPEG); such a file is dropped here.
+        return images.ignore_errors() if self.on_bad_file == "skip" else images
+
+    def _scan(self) -> list[tuple[str, bool]]:
+        """[(path, decode with Pillow?)] of the readable images, sorted; sets `source`."""
+        if self._files is not None:
+            return self._files
+        root = Path(self.path).expanduser()
+        accepted = "/".join(ext[1:] for ext in EXTENSIONS)
+        if not root.is_dir():
+            state = "is a file" if root.exists() else "does not exist"
+            raise UserError(f"dataset.path={root} {state}; it must be a folder of images "
+                            f"({accepted}, any letter case, searched recursively).")
+        candidates = sorted(
+            (Path(folder, name) for folder, _, names in os.walk(root) for name in names
+             if name.lower().endswith(EXTENSIONS)),
+            key=lambda p: p.relative_to(root).as_posix())
+        if not candidates:
+            raise UserError(f"dataset.path={root} contains no images: looked for files ending in "
+                            f"{accepted} (any letter case) in it and its subfolders.")
+        files, bad = [], []
+        for candidate in candidates:
+            pillow, problem = _check(candidate, full=self.on_bad_file == "error")
+            if problem is None:
+                files.append((str(candidate), pillow))
+            elif self.on_bad_file == "error":
+                raise UserError(f"{candidate} is not a readable image ({problem}). Remove or "
+                                "replace it, or set dataset.on_bad_file=skip to leave such files "
+                                "out.")
+            else:
+                bad.append((candidate, problem))
+        if bad:
+            log.warning("dataset.path=%s: skipped %d unreadable file(s) of %d, e.g. %s (%s).",
+                        root, len(bad), len(candidates), bad[0][0], bad[0][1])
+        if not files:
+            raise UserError(f"dataset.path={root}: none of its {len(candidates)} image files "
+                            f"could be read (e.g. {bad[0][0]}: {bad[0][1]}).")
+        files = files[:self.limit]
+        self.source = f"{len(files):,} images in {root}"
+        if bad:
+            self.source += f" ({len(bad)} unreadable skipped)"
+        if self.limit is not None:
+            self.source += f" (first {self.limit:,})"
+        self._files = files
+        return files
+
+
+def _check(path: Path, full: bool) -> tuple[bool, str | None]:
+    """(decode with Pillow?, None) for a readable image, else (False, what is wrong)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image_format, mode = image.format, image.mode
+            if full:
+                image.load()
+            else:
+                image.verify()  # header, and chunk checksums for PNG; reads no pixels
+    except Exception as err:  # Pillow raises many types (UnidentifiedImageError, OSError, ...)
+        return False, str(err) or type(err).__name__
+    tf_modes = TF_DECODES.get(image_format, set())
+    return not (image_format in TF_DECODES and (tf_modes is None or mode in tf_modes)), None
+
+
+def _decode_with_pillow(path: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path.decode()) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _to_channels(image, channels: int):
+    """1-2 channels are gray (+ alpha), 3-4 are RGB (+ alpha); alpha is dropped."""
+    import tensorflow as tf
+
+    gray = tf.shape(image)[-1] < 3
+    if channels == 1:
+        return tf.cond(gray, lambda: image[..., :1],
+                       lambda: tf.image.rgb_to_grayscale(image[..., :3]))
+    return tf.cond(gray, lambda: tf.image.grayscale_to_rgb(image[..., :1]),
+                   lambda: image[..., :3])
+
+
+def _square(image, resolution: int):
+    """The centred square crop, resized to resolution x resolution.
+
+    Cropping before resizing gives the same framing as "short side to `resolution`, then crop"
+    while resizing fewer pixels, and keeps pixels outside the crop out of the filter.
+    """
+    import tensorflow as tf
+
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    side = tf.minimum(height, width)
+    image = tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2,
+                                          side, side)
+    image = tf.image.resize(image, [resolution, resolution], antialias=True)
+    return tf.clip_by_value(image, 0.0, 255.0)

@@ -1,0 +1,163 @@
+"""Metric registry: each metric reads what it needs from a MetricContext and returns flat floats.
+
+The pattern of stylegan2-ada's metric_main.py: a metric is a small function registered by name,
+so adding one is one decorated function here and nothing else. Metric modules stay pure numpy;
+this file is the only glue between them and the evaluation context. No TensorFlow here.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from ganctl.errors import UserError
+from ganctl.metrics import fid, inception_score, kid, modes, precision_recall
+
+
+@dataclasses.dataclass
+class MetricContext:
+    """Everything a metric may read. Fields a run cannot provide stay None."""
+
+    fake_features: np.ndarray | None = None
+    real_features: np.ndarray | None = None
+    fake_probs: np.ndarray | None = None        # (N, classes): extractor's softmax, for IS
+    fake_labels: np.ndarray | None = None       # (N,): predicted class (or Stacked MNIST number)
+    num_labels: int = 0                         # how many distinct labels (10, or 1000 stacked)
+    fake_points: np.ndarray | None = None       # (N, 2) raw generator output for ring / grid
+    mode_centres: np.ndarray | None = None      # (K, 2) the mixture's modes
+    mode_std: float | None = None
+    extractor: str = ""                         # feature extractor name, for messages
+    seed: int = 0
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    is_splits: int = 10
+    precision_recall_k: int = 3
+    density_coverage_k: int = 5
+    mode_min_share: float = modes.DEFAULT_MIN_SHARE
+
+    def require(self, field: str, metric: str):
+        """The field's value, or a UserError saying which metric needed it and how to get it."""
+        value = getattr(self, field)
+        if value is None:
+            hint = _MISSING_HINTS[field].format(extractor=self.extractor or "none")
+            raise UserError(f"Metric '{metric}' cannot be computed: {hint}")
+        return value
+
+
+_MISSING_HINTS = {
+    "fake_features": "there are no features of the generated samples.",
+    "real_features": "it compares with real data, but no real set was given (real=<npz, image "
+                     "folder or dataset name>).",
+    "fake_probs": "it needs class probabilities, which the feature extractor {extractor!r} does not "
+                  "give. Use features=classifier, or features=inception with the InceptionV3 "
+                  "weights that include the top (inception_v3_weights_tf_dim_ordering_tf_kernels.h5).",
+    "fake_labels": "it needs class predictions, which only features=classifier gives.",
+    "mode_centres": "it needs the modes of a 2-D mixture dataset (ring or grid).",
+    "mode_std": "it needs the standard deviation of a 2-D mixture dataset (ring or grid).",
+    "fake_points": "it needs 2-D points from a ring or grid generator.",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    name: str
+    compute: Callable[[MetricContext], dict[str, float]]
+    needs_real: bool        # whether real features must be extracted for it
+    doc: str
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, needs_real: bool = False):
+    """Decorator: register `fn(context) -> dict[str, float]` under `name`."""
+    def decorate(fn: Callable[[MetricContext], dict[str, float]]):
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} is registered twice")
+        METRICS[name] = Metric(name, fn, needs_real, (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+    return decorate
+
+
+def check_metric_names(names: Iterable[str]) -> list[str]:
+    """The names as a list, or a UserError naming the unknown one and listing the known ones."""
+    names = list(names)
+    if not names:
+        raise UserError(f"No metrics were chosen. Set eval.metrics to a list of: "
+                        f"{', '.join(METRICS)}.")
+    for name in names:
+        if name not in METRICS:
+            raise UserError(f"Unknown metric {name!r} in eval.metrics. Known metrics: "
+                            f"{', '.join(METRICS)}.")
+    return names
+
+
+def needs_real(names: Iterable[str]) -> bool:
+    """Whether any of these metrics compares with real data."""
+    return any(METRICS[name].needs_real for name in check_metric_names(names))
+
+
+def compute_metrics(names: Iterable[str], context: MetricContext) -> dict[str, float]:
+    """Run each named metric on the context; one flat dict of all their results, in order."""
+    results: dict[str, float] = {}
+    for name in check_metric_names(names):
+        values = METRICS[name].compute(context)
+        results.update({key: float(value) for key, value in values.items()})
+    return results
+
+
+def _features(context: MetricContext, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    return context.require("real_features", metric), context.require("fake_features", metric)
+
+
+@register_metric("fid", needs_real=True)
+def _fid(context: MetricContext) -> dict[str, float]:
+    """Frechet distance between Gaussian fits of real and fake features (lower is better)."""
+    real, fake = _features(context, "fid")
+    return {"fid": fid.fid(real, fake, extractor=context.extractor)}
+
+
+@register_metric("kid", needs_real=True)
+def _kid(context: MetricContext) -> dict[str, float]:
+    """Unbiased MMD^2, cubic kernel; mean and std over subsets (lower is better)."""
+    real, fake = _features(context, "kid")
+    mean, std = kid.kid(real, fake, context.kid_subsets, context.kid_subset_size, context.seed)
+    return {"kid": mean, "kid_std": std}
+
+
+@register_metric("precision_recall", needs_real=True)
+def _precision_recall(context: MetricContext) -> dict[str, float]:
+    """Improved precision (fidelity) and recall (diversity), k-NN manifolds with k=3."""
+    real, fake = _features(context, "precision_recall")
+    precision, recall = precision_recall.precision_recall(real, fake, context.precision_recall_k)
+    return {"precision": precision, "recall": recall}
+
+
+@register_metric("density_coverage", needs_real=True)
+def _density_coverage(context: MetricContext) -> dict[str, float]:
+    """Density and coverage of real k-NN balls (k=5); robust to outliers."""
+    real, fake = _features(context, "density_coverage")
+    density, coverage = precision_recall.density_coverage(real, fake, context.density_coverage_k)
+    return {"density": density, "coverage": coverage}
+
+
+@register_metric("is")
+def _inception_score(context: MetricContext) -> dict[str, float]:
+    """Inception Score from the extractor's class probabilities, over splits (higher is better)."""
+    probs = context.require("fake_probs", "is")
+    mean, std = inception_score.inception_score(probs, context.is_splits)
+    return {"is": mean, "is_std": std}
+
+
+@register_metric("modes")
+def _modes(context: MetricContext) -> dict[str, float]:
+    """Modes covered (+ high-quality share on ring/grid, KL from uniform) of a mode benchmark."""
+    if context.fake_points is not None and context.mode_centres is not None:
+        return modes.mixture_modes(context.fake_points, context.mode_centres,
+                                   context.require("mode_std", "modes"), context.mode_min_share)
+    if context.fake_labels is not None and context.num_labels:
+        return modes.label_modes(context.fake_labels, context.num_labels)
+    raise UserError("Metric 'modes' cannot be computed: it needs either 2-D points with the modes "
+                    "of a ring or grid dataset, or class predictions from features=classifier "
+                    "(on mnist, fashion_mnist, cifar10 or stacked_mnist).")

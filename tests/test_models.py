@@ -1,0 +1,136 @@
+"""Models: every conf/model/*.yaml builds G and D for the shapes it supports, and trains a step."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from omegaconf import OmegaConf
+
+from ganctl import registry
+from ganctl.config import ModelConfig, NetworkConfig
+from ganctl.errors import UserError
+from ganctl.models.dcgan import upsampling_plan
+from tests.helpers import CONF
+
+MODEL_FILES = sorted((CONF / "model").glob("*.yaml"))
+POINTS = (2,)
+IMAGE_SHAPES = [(28, 28, 1), (32, 32, 3), (64, 64, 3), (100, 100, 3)]
+# Shapes a model rejects on purpose (with a UserError); every other pair must build.
+UNSUPPORTED = {("dcgan", POINTS)}
+Z_DIM = 16
+BATCH = 4
+
+
+def build_networks(path: Path, image_shape, width: int = 8, **overrides):
+    """(generator, discriminator) as `ganctl train` builds them: YAML merged into the schema."""
+    node = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path), overrides)
+    context = {"image_shape": tuple(image_shape), "num_classes": 0}
+    node.generator.width = node.discriminator.width = width
+    generator = registry.build(node.generator, "model.generator", schema=NetworkConfig,
+                               z_dim=Z_DIM, bounded=len(image_shape) == 3, **context)
+    discriminator = registry.build(node.discriminator, "model.discriminator",
+                                   schema=NetworkConfig, **context)
+    return generator, discriminator
+
+
+CASES = [(path, shape) for path in MODEL_FILES for shape in [POINTS, *IMAGE_SHAPES]]
+
+
+@pytest.mark.parametrize("path,image_shape", CASES,
+                         ids=[f"{p.stem}-{'x'.join(map(str, s))}" for p, s in CASES])
+def test_output_shapes_and_ranges(path, image_shape):
+    if (path.stem, image_shape) in UNSUPPORTED:
+        with pytest.raises(UserError, match="model=mlp"):
+            build_networks(path, image_shape)
+        return
+    generator, discriminator = build_networks(path, image_shape)
+    assert generator.name == "generator" and discriminator.name == "discriminator"
+    z = keras.random.normal((BATCH, Z_DIM), seed=0)
+    fake_images = generator(z, training=False)
+    assert tuple(fake_images.shape) == (BATCH, *image_shape)
+    assert fake_images.dtype == "float32"
+    bounded = len(image_shape) == 3
+    assert generator.get_layer("output").activation.__name__ == ("tanh" if bounded else "linear")
+    if bounded:
+        values = fake_images.numpy()
+        assert values.min() >= -1.0 and values.max() <= 1.0
+    logits = discriminator(fake_images, training=False)
+    assert tuple(logits.shape) == (BATCH, 1) and logits.dtype == "float32"
+    assert np.all(np.isfinite(logits.numpy()))
+
+
+@pytest.mark.parametrize("resolution,plan", [
+    (28, (7, 7, 2)), (32, (4, 4, 3)), (64, (4, 4, 4)), (100, (25, 25, 2)),
+    (128, (4, 4, 5)), (256, (4, 4, 6)),
+])
+def test_dcgan_depth_follows_resolution(resolution, plan):
+    assert upsampling_plan((resolution, resolution, 3)) == plan
+
+
+def test_dcgan_channels_double_towards_the_base_capped_at_8x():
+    generator, discriminator = build_networks(CONF / "model" / "dcgan.yaml", (256, 256, 3), width=2)
+    # From the base outwards: the reshape, then each transposed conv; the last one has `width`.
+    up_channels = [generator.get_layer("reshape").output.shape[-1]] + [
+        generator.get_layer(f"up{i}").output.shape[-1] for i in range(1, 6)]
+    assert up_channels == [16, 16, 16, 8, 4, 2]
+    down_channels = [discriminator.get_layer(f"down{i}").output.shape[-1] for i in range(1, 7)]
+    assert down_channels == [2, 4, 8, 16, 16, 16]
+
+
+@pytest.mark.parametrize("resolution", [27, 74])
+def test_dcgan_bad_resolution_is_a_user_error(resolution):
+    # 27 cannot be halved at all; 74 halves once to a 37x37 base, above the 32 limit.
+    with pytest.raises(UserError, match=rf"{resolution}x{resolution}.*28, 32, 64"):
+        build_networks(CONF / "model" / "dcgan.yaml", (resolution, resolution, 3))
+
+
+@pytest.mark.parametrize("path,override", [
+    ("dcgan", {"generator": {"depth": 5}}),
+    ("mlp", {"discriminator": {"batch_norm": True}}),
+])
+def test_unused_setting_is_a_user_error(path, override):
+    with pytest.raises(UserError, match="has no effect"):
+        build_networks(CONF / "model" / f"{path}.yaml", (28, 28, 1), **override)
+
+
+@pytest.mark.parametrize("override,match", [
+    ({"generator": {"width": 0}}, "width=0"),
+    ({"discriminator": {"dropout": 1.5}}, "dropout=1.5"),
+])
+def test_bad_sizes_are_user_errors(override, match):
+    node = OmegaConf.merge(OmegaConf.structured(ModelConfig),
+                           OmegaConf.load(CONF / "model" / "dcgan.yaml"), override)
+    with pytest.raises(UserError, match=match):
+        for name in ("generator", "discriminator"):
+            registry.build(node[name], f"model.{name}", schema=NetworkConfig, z_dim=Z_DIM,
+                           image_shape=(28, 28, 1), num_classes=0, bounded=True)
+
+
+@pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.stem)
+def test_one_training_step_changes_both_networks(path):
+    image_shape = next(s for s in (POINTS, (28, 28, 1)) if (path.stem, s) not in UNSUPPORTED)
+    generator, discriminator = build_networks(path, image_shape)
+    loss = registry.build(OmegaConf.load(CONF / "loss" / "ns.yaml"), "loss")
+    real_images = keras.random.uniform((BATCH, *image_shape), -1.0, 1.0, seed=1)
+    z = keras.random.normal((BATCH, Z_DIM), seed=2)
+
+    d_before = [w.numpy().copy() for w in discriminator.trainable_weights]
+    with tf.GradientTape() as tape:
+        fake_images = generator(z, training=True)
+        d_loss = loss.discriminator_loss(discriminator(real_images, training=True),
+                                         discriminator(fake_images, training=True))
+    grads = tape.gradient(d_loss, discriminator.trainable_weights)
+    keras.optimizers.Adam(1e-3).apply(grads, discriminator.trainable_weights)
+    assert all(np.any(before != after.numpy())
+               for before, after in zip(d_before, discriminator.trainable_weights))
+
+    g_before = [w.numpy().copy() for w in generator.trainable_weights]
+    with tf.GradientTape() as tape:
+        g_loss = loss.generator_loss(discriminator(generator(z, training=True), training=True))
+    grads = tape.gradient(g_loss, generator.trainable_weights)
+    keras.optimizers.Adam(1e-3).apply(grads, generator.trainable_weights)
+    assert all(np.any(before != after.numpy())
+               for before, after in zip(g_before, generator.trainable_weights))

@@ -1,0 +1,52 @@
+"""The wheel carries the configs and the bundled MNIST, and lists every package."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+from setuptools import find_packages
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_declared_packages_match_the_tree():
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {p for p in find_packages(ROOT, include=["ganctl*"])} | {"ganctl.conf"}
+    assert declared == found
+
+
+@pytest.mark.slow
+def test_wheel_contains_configs_and_bundled_data(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, cwd=tmp_path)
+    wheel = next(tmp_path.glob("ganctl-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped_yaml = {f"ganctl/conf/{p.relative_to(ROOT / 'conf')}" for p in (ROOT / "conf").rglob("*.yaml")}
+    assert "ganctl/conf/train.yaml" in names and "ganctl/conf/__init__.py" in names
+    assert shipped_yaml <= names, shipped_yaml - names
+    assert "ganctl/data/t10k-images-idx3-ubyte.gz" in names
+    assert not any(n.startswith("tests/") for n in names)
+
+
+@pytest.mark.slow
+def test_installed_wheel_finds_its_configs_from_any_directory(tmp_path):
+    """A non-editable install (no checkout on the path) composes configs from pkg://ganctl.conf."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path / "dist"), str(ROOT)], check=True)
+    wheel = next((tmp_path / "dist").glob("ganctl-*.whl"))
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(site), str(wheel)], check=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = ("import ganctl, sys; print(ganctl.__file__); from ganctl.cli import main; "
+            "main(['train', 'dataset=ring', 'model=mlp', '--cfg', 'job'])")
+    result = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True,
+                            text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith(str(site))
+    assert "ganctl.datasets.mixtures.Ring" in result.stdout
