@@ -22,7 +22,6 @@ class DatasetConfig:
     limit: Optional[int] = None         # use only the first N training examples (small-data runs)
     std: Optional[float] = None         # ring / grid: standard deviation of each Gaussian mode
     size: Optional[int] = None          # ring / grid: number of points drawn for the training pool
-    shuffle_buffer: int = 10000
     source: Optional[str] = None        # filled in by ganctl: which files were actually used
 
 
@@ -51,7 +50,7 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 3000                   # generator updates
+    steps: int = 5000                   # generator updates (about 6 min on a 2-core CPU)
     batch_size: int = 64
     seed: int = II("seed")
     g_lr: float = 2e-4

@@ -1,6 +1,8 @@
 """What every dataset provides: shapes and value range up front, a tf.data pipeline on demand."""
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import numbers
 import os
@@ -55,19 +57,24 @@ class ArrayDataset(Dataset):
     """
 
     limit: int | None = None
+    _loaded: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
     def _read(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         raise NotImplementedError
 
     def _splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        if getattr(self, "_loaded", None) is None:
-            self._loaded = self._read()
+        if self._loaded is None:
+            splits = self._read()
+            if len(splits["train"][0]) == 0:
+                raise UserError(f"{self.source} holds no training examples.")
             if self.limit is not None:
                 self.source += f" (first {self.limit:,} training examples)"
+            self._loaded = splits
         return self._loaded
 
     def arrays(self, split: str = "train", limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        x, y = self._splits()[check_split(split)]
+        check_split(split)
+        x, y = self._splits()[split]
         # `limit` in the config restricts training data only; the test split stays whole.
         for n in (self.limit if split == "train" else None, limit):
             if n is not None:
@@ -153,13 +160,25 @@ def download(fname: str, origin: str, file_hash: str | None = None,
         return None, "downloads are off (GANCTL_OFFLINE=1)"
     from keras.utils import get_file
 
+    cache_dir = keras_home()
+    # get_file silently switches to /tmp/.keras when the cache root does not exist yet.
+    with contextlib.suppress(OSError):
+        cache_dir.mkdir(parents=True, exist_ok=True)
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         path = get_file(fname, origin=origin, file_hash=file_hash, cache_subdir=cache_subdir,
-                        cache_dir=str(keras_home()))
+                        cache_dir=str(cache_dir))
         return Path(path), ""
-    except Exception as err:  # get_file raises bare Exception for network errors
+    except Exception as err:  # noqa: BLE001 -- get_file raises bare Exception when offline
         return None, f"downloading {origin} failed ({err})"
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -18,6 +18,7 @@ ORIGIN = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 SHA256 = "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd"  # md5 c32a1d4a... on the site
 BIN_DIR = "cifar-10-batches-bin"
 SPLIT_FILES = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
+BATCH_FILES = [*SPLIT_FILES["train"], *SPLIT_FILES["test"]]
 RECORD_BYTES = 1 + 32 * 32 * 3  # label byte, then the red, green and blue planes, row-major
 HOW_TO_GET = (f"Get the binary version of CIFAR-10 in one of three ways: connect to the internet "
               f"once (without dataset.path) so ganctl downloads it into the Keras cache; download "
@@ -57,7 +58,7 @@ class CIFAR10(ArrayDataset):
                             "ganctl does not read it because unpickling a file can run arbitrary "
                             f"code. {HOW_TO_GET}")
         raise UserError(f"dataset.path={path} holds no CIFAR-10 binary batches: expected a "
-                        f"{BIN_DIR} folder with {', '.join(sum(SPLIT_FILES.values(), []))}. "
+                        f"{BIN_DIR} folder with {', '.join(BATCH_FILES)}. "
                         f"{HOW_TO_GET}")
 
     def _read_dir(self, directory: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -69,23 +70,24 @@ class CIFAR10(ArrayDataset):
 
 def read_batches(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     """(x uint8 NHWC, y int64) from CIFAR-10 binary batch files."""
-    images, labels = [], []
+    batches = []
     for path in paths:
         data = np.fromfile(path, dtype=np.uint8)
         if data.size == 0 or data.size % RECORD_BYTES:
             raise UserError(f"{path} is not a CIFAR-10 binary batch: its {data.size:,} bytes are "
                             f"not a whole number of {RECORD_BYTES:,}-byte records. "
                             "Download it again.")
-        records = data.reshape(-1, RECORD_BYTES)
-        if records[:, 0].max() > 9:
+        if data[::RECORD_BYTES].max() > 9:
             raise UserError(f"{path} is not a CIFAR-10 binary batch: it has labels above 9.")
-        labels.append(records[:, 0].astype(np.int64))
-        images.append(records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-    return np.concatenate(images), np.concatenate(labels)
+        batches.append(data.reshape(-1, RECORD_BYTES))
+    records = np.concatenate(batches)
+    # One contiguous NHWC copy: TF converts contiguous arrays with a plain memcpy.
+    images = np.ascontiguousarray(records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    return images, records[:, 0].astype(np.int64)
 
 
 def _has_batches(directory: Path) -> bool:
-    return all((directory / name).is_file() for names in SPLIT_FILES.values() for name in names)
+    return all((directory / name).is_file() for name in BATCH_FILES)
 
 
 def _is_python_version(path: Path) -> bool:
@@ -97,7 +99,7 @@ def _extract_batches(archive: Path, destination: Path) -> None:
     """Copy only the six known batch files out of the archive, so no member path is trusted."""
     destination.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive, "r:gz") as tar:
-        for name in sum(SPLIT_FILES.values(), []):
+        for name in BATCH_FILES:
             try:
                 member = tar.getmember(f"{BIN_DIR}/{name}")
             except KeyError:

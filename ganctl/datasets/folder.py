@@ -146,7 +146,7 @@ def _check(path: Path, full: bool) -> tuple[bool, str | None]:
                 image.load()
             else:
                 image.verify()  # header, and chunk checksums for PNG; reads no pixels
-    except Exception as err:  # Pillow raises many types (UnidentifiedImageError, OSError, ...)
+    except Exception as err:  # noqa: BLE001 -- Pillow raises many types for damaged files
         return False, str(err) or type(err).__name__
     tf_modes = TF_DECODES.get(image_format, set())
     return not (image_format in TF_DECODES and (tf_modes is None or mode in tf_modes)), None

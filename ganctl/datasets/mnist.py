@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ganctl.datasets import idx
-from ganctl.datasets.base import ArrayDataset, check_limit, download, keras_home, log
+from ganctl.datasets.base import ArrayDataset, check_limit, download, keras_home, log, sha256_of
 from ganctl.errors import UserError
 
 ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
@@ -32,11 +32,9 @@ class MNIST(ArrayDataset):
         if self.path is not None:
             return self._read_user_path(Path(self.path).expanduser())
         cached = keras_home() / "datasets" / "mnist.npz"
-        if cached.is_file():
-            try:
-                return self._read_npz(cached)
-            except UserError as err:  # a damaged cache: get_file's hash check replaces it
-                log.warning("%s Fetching a fresh copy.", err)
+        # Only the known file is trusted; any other is replaced by get_file below.
+        if cached.is_file() and sha256_of(cached) == SHA256:
+            return self._read_npz(cached)
         downloaded, why = download("mnist.npz", ORIGIN, file_hash=SHA256)
         if downloaded is not None:
             return self._read_npz(downloaded)

@@ -93,6 +93,23 @@ def _num_batches(images, batch_size: int) -> int | None:
     return math.ceil(len(images) / batch_size) if isinstance(images, np.ndarray) else None
 
 
+def inference_function(model, preprocess=None):
+    """uint8 batch -> model(preprocess(float32 batch), training=False) as a list of numpy arrays.
+
+    One tf.function with reduce_retracing, so the last, smaller batch of a set reuses the traced
+    graph instead of tracing again for each new batch size (predict_on_batch would).
+    """
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def forward(batch):
+        batch = tf.cast(batch, tf.float32)
+        outputs = model(preprocess(batch) if preprocess else batch, training=False)
+        return outputs if isinstance(outputs, (list, tuple)) else [outputs]
+
+    return lambda batch: [np.asarray(output, np.float32) for output in forward(batch)]
+
+
 class FeatureExtractor:
     """Base: `extract` streams batches through `_batch` and concatenates the results."""
 
@@ -207,16 +224,11 @@ class ClassifierExtractor(FeatureExtractor):
         self.model, self.info = load_or_train_classifier(dataset, dataset_name, epochs, train_limit,
                                                           seed, progress)
         import keras
-        self._features_and_probs = keras.Model(
-            self.model.inputs, [self.model.get_layer("features").output, self.model.output])
+        self._features_and_probs = inference_function(keras.Model(
+            self.model.inputs, [self.model.get_layer("features").output, self.model.output]))
         self.image_shape = tuple(self.model.input_shape[1:])
         self.num_classes = int(self.model.output_shape[-1])
         self.per_channel = False
-
-    def extract(self, images, batch_size: int = 250, progress: bool = False) -> Extracted:
-        self.per_channel = False     # decided from the first batch, checked on every batch
-        self._channels_seen = None
-        return super().extract(images, batch_size, progress)
 
     def _batch(self, batch):
         batch = check_images(batch)
@@ -225,25 +237,22 @@ class ClassifierExtractor(FeatureExtractor):
             raise UserError(f"The classifier for {self.dataset_name} takes {height}x{width} images, "
                             f"but got {batch.shape[1]}x{batch.shape[2]}. Use images of the "
                             "dataset's size, or features=inception for other sizes.")
-        if self._channels_seen is None:
-            self._channels_seen = batch.shape[-1]
-            self.per_channel = channels == 1 and batch.shape[-1] == 3
-        if batch.shape[-1] != self._channels_seen or (
-                not self.per_channel and batch.shape[-1] != channels):
+        if batch.shape[-1] == channels:
+            features, probs = self._features_and_probs(batch)
+            return features, probs
+        if channels != 1:
             raise UserError(f"The classifier for {self.dataset_name} takes {channels}-channel "
                             f"images, but got {batch.shape[-1]} channels.")
-        if not self.per_channel:
-            features, probs = self._features_and_probs.predict_on_batch(batch)
-            return np.asarray(features, np.float32), np.asarray(probs, np.float32)
         # Stacked MNIST: classify each channel as its own digit image, then join per image.
         n = len(batch)
         digits = np.moveaxis(batch, -1, 1).reshape(n * 3, height, width, 1)
-        features, probs = self._features_and_probs.predict_on_batch(digits)
-        features = np.asarray(features, np.float32).reshape(n, -1)
-        probs = np.asarray(probs, np.float32).reshape(n, 3, -1)
+        features, probs = self._features_and_probs(digits)
+        features = features.reshape(n, -1)
+        probs = probs.reshape(n, 3, -1)   # 3-D marks per-channel output
         return features, probs
 
     def _finish(self, features, probs):
+        self.per_channel = probs.ndim == 3     # recorded for describe()
         if not self.per_channel:
             return super()._finish(features, probs)
         classes = probs.shape[-1]
@@ -371,26 +380,28 @@ class InceptionExtractor(FeatureExtractor):
         outputs = [model.get_layer("avg_pool").output if include_top else model.output]
         if include_top:
             outputs.append(model.output)
-        self._model = keras.Model(model.inputs, outputs)
+        self._model = inference_function(keras.Model(model.inputs, outputs), _inception_inputs)
         self.gives_probs = include_top
 
     def _batch(self, batch):
-        import keras
-
-        batch = check_images(batch).astype(np.float32)
+        batch = check_images(batch)
         if batch.shape[-1] == 1:
             batch = np.repeat(batch, 3, axis=-1)
-        resized = keras.ops.image.resize(batch, (INCEPTION_SIZE, INCEPTION_SIZE),
-                                         interpolation="bilinear", antialias=True)
-        inputs = keras.applications.inception_v3.preprocess_input(resized)
-        outputs = self._model.predict_on_batch(inputs)
-        if self.gives_probs:
-            return np.asarray(outputs[0], np.float32), np.asarray(outputs[1], np.float32)
-        return np.asarray(outputs[0] if isinstance(outputs, list) else outputs, np.float32), None
+        outputs = self._model(batch)
+        return outputs[0], outputs[1] if self.gives_probs else None
 
     def describe(self):
         return {"name": self.name, "weights": str(self.weights_path) if self.weights_path else "random",
                 "include_top": self.gives_probs}
+
+
+def _inception_inputs(images):
+    """float32 0..255 images of any size -> 299x299 in [-1, 1], InceptionV3's input."""
+    import keras
+
+    resized = keras.ops.image.resize(images, (INCEPTION_SIZE, INCEPTION_SIZE),
+                                     interpolation="bilinear", antialias=True)
+    return keras.applications.inception_v3.preprocess_input(resized)
 
 
 def resolve_inception_weights(weights: str | os.PathLike | None) -> tuple[Path, bool]:

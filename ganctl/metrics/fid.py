@@ -5,6 +5,8 @@ mean and covariance are accumulated in row blocks so no float64 copy of a whole 
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 
@@ -73,7 +75,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 def _sqrtm_checked(product: np.ndarray) -> np.ndarray | None:
     """sqrtm(product), or None when it is non-finite or does not square back to product."""
-    with np.errstate(all="ignore"):
+    # Singularity is detected and handled below, so scipy's warning about it is noise here.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
         root = scipy.linalg.sqrtm(product)
         if not np.isfinite(root).all():
             return None

@@ -10,7 +10,8 @@ import numpy as np
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """k(x, y) = (x . y / d + 1)^3, the kernel of the KID paper."""
-    return (x @ y.T / x.shape[1] + 1.0) ** 3
+    gram = x @ y.T / x.shape[1] + 1.0
+    return gram * gram * gram   # several times faster than ** 3
 
 
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:

@@ -1,0 +1,183 @@
+"""Score a set of generated samples against real ones: load sets, extract features once, run metrics.
+
+`ganctl eval` (and the in-training evaluation) call `evaluate`; it takes plain numpy arrays so any
+source of samples works: a checkpoint, an .npz from another tool, a folder of images.
+No TensorFlow here: only the extractor passed in uses it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ganctl.errors import UserError
+from ganctl.metrics import registry
+
+log = logging.getLogger("ganctl.metrics")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+# MetricContext settings a caller may pass to evaluate(); the rest evaluate fills in itself.
+METRIC_OPTIONS = ("kid_subsets", "kid_subset_size", "is_splits", "precision_recall_k",
+                  "density_coverage_k", "mode_min_share")
+
+
+def evaluate(fake: np.ndarray, real: np.ndarray | None, metric_names, extractor, *,
+             modes: np.ndarray | None = None, mode_std: float | None = None, seed: int = 0,
+             batch_size: int = 250, progress: bool = False, **options) -> dict:
+    """Metric values plus provenance, as a JSON-ready dict.
+
+    fake/real: uint8 images (N, H, W) or (N, H, W, C), or float 2-D points (N, 2). real may be
+    None when no chosen metric compares with real data (is, modes). modes/mode_std: the ring or
+    grid dataset's `.modes` and `.std`. options: any of METRIC_OPTIONS.
+    Returns {"metrics": {name: value}, "features": {extractor provenance, "dim"}, "num_fake",
+    "num_real", "seed", "seconds": {"features", "metrics"}}.
+    """
+    names = registry.check_metric_names(metric_names)
+    points = is_point_set(fake)
+    fake = check_sample_set(fake, "fake")
+    if registry.needs_real(names):
+        if real is None:
+            needing = [n for n in names if registry.METRICS[n].needs_real]
+            raise UserError(f"Metrics {', '.join(needing)} compare with real data, but no real set "
+                            "was given. Give real=<npz, image folder or dataset name>, or choose "
+                            "only metrics that need none (is, modes).")
+        real = check_sample_set(real, "real")
+        check_compatible(fake, real)
+    else:
+        real = None
+    unknown = set(options) - set(METRIC_OPTIONS)
+    if unknown:
+        raise TypeError(f"evaluate: unknown options {sorted(unknown)}")
+
+    started = time.time()
+    fake_extracted = extractor.extract(fake, batch_size=batch_size, progress=progress)
+    real_extracted = (extractor.extract(real, batch_size=batch_size, progress=progress)
+                      if real is not None else None)
+    features_seconds = time.time() - started
+
+    context = registry.MetricContext(
+        fake_features=fake_extracted.features,
+        real_features=real_extracted.features if real_extracted is not None else None,
+        fake_probs=fake_extracted.probs,
+        fake_labels=fake_extracted.labels,
+        num_labels=fake_extracted.num_labels,
+        fake_points=fake if points else None,
+        mode_centres=None if modes is None else np.asarray(modes, np.float64),
+        mode_std=mode_std,
+        extractor=extractor.name,
+        seed=seed,
+        **options,
+    )
+    started = time.time()
+    metrics = registry.compute_metrics(names, context)
+    return {
+        "metrics": metrics,
+        "features": {**extractor.describe(), "dim": int(fake_extracted.features.shape[1])},
+        "num_fake": int(len(fake)),
+        "num_real": int(len(real)) if real is not None else 0,
+        "seed": int(seed),
+        "seconds": {"features": round(features_seconds, 2),
+                    "metrics": round(time.time() - started, 2)},
+    }
+
+
+def is_point_set(samples: np.ndarray) -> bool:
+    """2-D float arrays are point sets (ring, grid); everything else is meant to be images."""
+    samples = np.asarray(samples)
+    return samples.ndim == 2 and samples.dtype.kind == "f"
+
+
+def check_sample_set(samples: np.ndarray, which: str) -> np.ndarray:
+    """uint8 NHWC images or float64 points, or a UserError saying what is wrong with `which`."""
+    samples = np.asarray(samples)
+    if len(samples) == 0:
+        raise UserError(f"The {which} set is empty.")
+    if is_point_set(samples):
+        if not np.isfinite(samples).all():
+            raise UserError(f"The {which} points contain NaN or infinite values.")
+        return samples.astype(np.float64, copy=False)
+    if samples.dtype != np.uint8:
+        raise UserError(f"The {which} images have dtype {samples.dtype} and shape {samples.shape}; "
+                        "expected uint8 images (values 0..255) of shape (N, H, W) or (N, H, W, C), "
+                        "or float points of shape (N, 2). Convert images in [-1, 1] with "
+                        "((x + 1) * 127.5).round().clip(0, 255).astype('uint8').")
+    if samples.ndim == 3:
+        samples = samples[..., None]
+    if samples.ndim != 4 or samples.shape[-1] not in (1, 3):
+        raise UserError(f"The {which} images have shape {samples.shape}; expected (N, H, W) or "
+                        "(N, H, W, C) with C = 1 (grayscale) or 3 (RGB).")
+    return samples
+
+
+def check_compatible(fake: np.ndarray, real: np.ndarray) -> None:
+    """Fake and real must be the same kind of sample of the same size (counts may differ)."""
+    if fake.shape[1:] != real.shape[1:] or fake.dtype.kind != real.dtype.kind:
+        def describe(x):
+            return (f"points of dimension {x.shape[1]}" if is_point_set(x)
+                    else "images of size " + "x".join(map(str, x.shape[1:])))
+        raise UserError(f"The fake and real sets do not match: fake are {describe(fake)}, real are "
+                        f"{describe(real)}. Compare samples of the same size and channels (resize "
+                        "one set, e.g. with dataset=folder dataset.resolution=<size>).")
+
+
+def load_image_set(path: str | Path, limit: int | None = None) -> np.ndarray:
+    """An .npz/.npy file or a folder of images as uint8 NHWC (or float64 (N, 2) points).
+
+    .npz: the array 'images' (as `ganctl sample format=npz` writes), else 'points', else the
+    first array. Folders are read recursively (png, jpg, jpeg, webp, bmp) in sorted order; all
+    images must have one size. `limit` reads at most that many samples.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"{path} does not exist. Give an .npz file (uint8 images under the key "
+                        "'images') or a folder of images.")
+    if path.is_dir():
+        samples = _read_image_folder(path, limit)
+    elif path.suffix in (".npz", ".npy"):
+        samples = _read_array_file(path)[:limit]
+    else:
+        raise UserError(f"{path} is neither an .npz/.npy file nor a folder of images.")
+    return check_sample_set(samples, str(path))
+
+
+def _read_array_file(path: Path) -> np.ndarray:
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as data:
+            keys = list(data.keys())
+            if not keys:
+                raise UserError(f"{path} holds no arrays.")
+            key = next((k for k in ("images", "points") if k in keys), keys[0])
+            return data[key]
+    except (OSError, ValueError, EOFError) as err:
+        raise UserError(f"{path} cannot be read as a numpy file ({err}).") from err
+
+
+def _read_image_folder(folder: Path, limit: int | None) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    if not files:
+        raise UserError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+    images, first_size = [], None
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                grayscale = image.mode in ("1", "L", "I", "I;16", "F")
+                array = np.asarray(image.convert("L" if grayscale else "RGB"))
+        except (OSError, UnidentifiedImageError) as err:
+            raise UserError(f"{file} cannot be read as an image ({err}).") from err
+        if first_size is None:
+            first_size = (array.shape[:2], files[0])
+        elif array.shape[:2] != first_size[0]:
+            raise UserError(f"Images in {folder} differ in size: {first_size[1]} is "
+                            f"{first_size[0][1]}x{first_size[0][0]} but {file} is "
+                            f"{array.shape[1]}x{array.shape[0]}. Use one size for the whole set.")
+        images.append(array[..., None] if array.ndim == 2 else array)
+    if any(image.shape[-1] == 3 for image in images):
+        # A mostly-RGB folder with a few grayscale files: treat them all as RGB.
+        images = [np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image for image in images]
+    return np.stack(images)

@@ -1,0 +1,92 @@
+"""Fixtures: offline datasets on tiny files the tests write, and configs composed like the CLI."""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["GANCTL_OFFLINE"] = "1"  # tests never download
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """An IDX file (gzipped when the name ends in .gz), as LeCun's format describes it."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + np.ascontiguousarray(array, np.uint8).tobytes()
+    (gzip.open if str(path).endswith(".gz") else open)(path, "wb").write(data)
+
+
+def write_mnist_like(directory, n: int = 64, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, count in (("train", n), ("t10k", n // 2)):
+        write_idx(directory / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (count, 28, 28)))
+        write_idx(directory / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, count))
+
+
+def write_cifar_bin(directory, n: int = 32, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    for name in names:
+        records = np.concatenate([rng.integers(0, 10, (n, 1)), rng.integers(0, 256, (n, 3072))], 1)
+        (directory / name).write_bytes(records.astype(np.uint8).tobytes())
+
+
+def write_image_folder(directory, n: int = 12, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    (directory / "nested").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        size = (int(rng.integers(20, 50)), int(rng.integers(20, 50)))
+        pixels = rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8)
+        folder = directory / "nested" if i % 2 else directory
+        Image.fromarray(pixels).save(folder / f"img{i}.{('png', 'jpg', 'bmp')[i % 3]}")
+
+
+@pytest.fixture(scope="session")
+def data_overrides(tmp_path_factory) -> dict[str, list[str]]:
+    """Per dataset option, the overrides that point it at tiny local files."""
+    root = tmp_path_factory.mktemp("data")
+    write_mnist_like(root / "fashion")
+    write_cifar_bin(root / "cifar" / "cifar-10-batches-bin")
+    write_image_folder(root / "images")
+    os.environ["KERAS_HOME"] = str(root / "keras_home")  # empty cache: mnist uses the bundled copy
+    return {
+        "mnist": ["dataset.limit=256"],
+        "fashion_mnist": [f"dataset.path={root / 'fashion'}"],
+        "cifar10": [f"dataset.path={root / 'cifar' / 'cifar-10-batches-bin'}"],
+        "folder": [f"dataset.path={root / 'images'}", "dataset.resolution=32"],
+        "ring": ["dataset.size=512"],
+        "grid": ["dataset.size=512"],
+    }
+
+
+TINY = ["model.generator.width=8", "model.discriminator.width=8", "train.batch_size=8",
+        "train.log_every=1", "train.sample_grid=4", "train.progress=false"]
+
+
+@pytest.fixture
+def compose_cfg():
+    """compose(overrides) -> the train config exactly as `ganctl train` would build it."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ganctl.config import register_configs
+    from ganctl.validate import check_train_config
+
+    register_configs()
+
+    def _compose(overrides: list[str]):
+        GlobalHydra.instance().clear()
+        with initialize_config_module("ganctl.conf", version_base="1.3"):
+            cfg = compose("train", overrides=[*TINY, *overrides])
+        check_train_config(cfg)
+        return cfg
+
+    yield _compose
+    GlobalHydra.instance().clear()

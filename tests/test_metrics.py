@@ -1,0 +1,428 @@
+"""Metrics against closed forms and independent numpy/scipy computations, plus their properties.
+
+No TensorFlow here: the metrics are numpy, and evaluation is exercised with the pixel extractor.
+Expected values are computed in the tests (closed forms or direct formulas), never hard-coded.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+from scipy.spatial.distance import cdist
+
+from ganctl.errors import UserError
+from ganctl.evaluation import evaluate, load_image_set
+from ganctl.metrics import fid, inception_score, kid, modes, precision_recall, registry
+from ganctl.metrics.features import PixelExtractor, to_uint8
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def ring_modes(k=8, radius=1.0):
+    angles = 2 * np.pi * np.arange(k) / k
+    return radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+# ---------------------------------------------------------------------------------------- FID
+
+
+def test_frechet_distance_matches_closed_form_for_diagonal_covariances():
+    r = rng()
+    mu1, mu2 = r.normal(size=6), r.normal(size=6)
+    var1, var2 = r.uniform(0.1, 3, size=6), r.uniform(0.1, 3, size=6)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(var1) - np.sqrt(var2)) ** 2)
+    got = fid.frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2))
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_fid_of_gaussian_samples_approaches_the_closed_form():
+    r = rng(1)
+    n, dim = 40_000, 4
+    mu1, mu2 = np.zeros(dim), np.array([1.0, -0.5, 0.0, 2.0])
+    var1, var2 = np.array([1.0, 2.0, 0.5, 1.0]), np.array([0.25, 2.0, 2.0, 4.0])
+    real = mu1 + np.sqrt(var1) * r.normal(size=(n, dim))
+    fake = mu2 + np.sqrt(var2) * r.normal(size=(n, dim))
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(var1) - np.sqrt(var2)) ** 2)
+    assert fid.fid(real, fake) == pytest.approx(expected, rel=0.02)
+
+
+def test_frechet_distance_full_covariance_matches_direct_scipy():
+    r = rng(2)
+    dim = 24
+    real = r.normal(size=(600, dim)) @ r.normal(size=(dim, dim))
+    fake = r.normal(size=(500, dim)) @ r.normal(size=(dim, dim)) + 0.3
+    mu1, sigma1 = real.mean(0), np.cov(real, rowvar=False)
+    mu2, sigma2 = fake.mean(0), np.cov(fake, rowvar=False)
+    direct = (np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2)
+              - 2 * np.trace(scipy.linalg.sqrtm(sigma1 @ sigma2)).real)
+    # Tr sqrt(S1 S2) = Tr sqrt(S1^1/2 S2 S1^1/2), a symmetric PSD form: an independent check.
+    root1 = scipy.linalg.sqrtm(sigma1).real
+    eigen = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
+    symmetric = (np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2)
+                 - 2 * np.sum(np.sqrt(np.clip(eigen, 0, None))))
+    assert fid.frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(direct, rel=1e-6)
+    assert fid.fid(real, fake) == pytest.approx(direct, rel=1e-6)
+    assert direct == pytest.approx(symmetric, rel=1e-6)
+
+
+def test_mean_and_covariance_in_blocks_matches_numpy_even_far_from_zero():
+    features = (rng(3).normal(size=(1001, 7)) + 1e4).astype(np.float32)
+    expected = features.astype(np.float64)
+    for block_rows in (1, 64, 5000):
+        mean, covariance = fid.mean_and_covariance(features, block_rows)
+        np.testing.assert_allclose(mean, expected.mean(0), rtol=1e-12)
+        np.testing.assert_allclose(covariance, np.cov(expected, rowvar=False), rtol=1e-9, atol=1e-9)
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    features = rng(4).normal(size=(2000, 32)) @ rng(5).normal(size=(32, 32))
+    assert abs(fid.fid(features, features)) < 1e-8 * np.trace(np.cov(features, rowvar=False))
+
+
+def test_fid_survives_a_singular_covariance_product():
+    # A constant feature (a dead ReLU unit) makes both covariances singular.
+    r = rng(6)
+    real, fake = r.normal(size=(3000, 5)), 1.5 * r.normal(size=(3000, 5)) + 0.2
+    padded_real, padded_fake = (np.hstack([x, np.zeros((len(x), 1))]) for x in (real, fake))
+    assert fid.fid(padded_real, padded_fake) == pytest.approx(fid.fid(real, fake), rel=1e-4)
+
+
+def test_fid_with_fewer_samples_than_dimensions_is_a_clear_error():
+    features = rng(7).normal(size=(100, 128))
+    with pytest.raises(UserError, match=r"100 samples for 128-dimensional.*eval\.num.*lower-dimensional"):
+        fid.fid(features, features)
+
+
+# ---------------------------------------------------------------------------------------- KID
+
+
+def test_mmd2_unbiased_matches_the_double_sum_definition():
+    r = rng(8)
+    x, y = r.normal(size=(9, 3)), r.normal(size=(7, 3)) + 0.5
+
+    def k(a, b):
+        return (a @ b / 3 + 1) ** 3
+
+    within_x = sum(k(x[i], x[j]) for i in range(9) for j in range(9) if i != j) / (9 * 8)
+    within_y = sum(k(y[i], y[j]) for i in range(7) for j in range(7) if i != j) / (7 * 6)
+    across = sum(k(a, b) for a in x for b in y) / (9 * 7)
+    assert kid.mmd2_unbiased(x, y) == pytest.approx(within_x + within_y - 2 * across, rel=1e-10)
+
+
+def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
+    r = rng(9)
+    real, same = r.normal(size=(2000, 16)), r.normal(size=(2000, 16))
+    shifted = r.normal(size=(2000, 16)) + 0.5
+    mean, std = kid.kid(real, same, num_subsets=20, subset_size=300, seed=0)
+    assert abs(mean) < 3 * std
+    mean_shifted, std_shifted = kid.kid(real, shifted, num_subsets=20, subset_size=300, seed=0)
+    assert mean_shifted > 10 * std_shifted > 0
+    assert mean_shifted > 10 * abs(mean)
+
+
+def test_kid_estimator_is_unbiased_where_the_plain_estimate_is_not():
+    # Many tiny independent sample pairs from one distribution: the unbiased MMD^2 averages to 0
+    # within its standard error, while the V-statistic (diagonal kept) is clearly positive.
+    r = rng(10)
+    unbiased, biased = [], []
+    for _ in range(400):
+        x, y = r.normal(size=(10, 4)), r.normal(size=(10, 4))
+        unbiased.append(kid.mmd2_unbiased(x, y))
+        biased.append(kid.polynomial_kernel(x, x).mean() + kid.polynomial_kernel(y, y).mean()
+                      - 2 * kid.polynomial_kernel(x, y).mean())
+    standard_error = np.std(unbiased) / np.sqrt(len(unbiased))
+    assert abs(np.mean(unbiased)) < 3 * standard_error
+    assert np.mean(biased) > 10 * np.std(biased) / np.sqrt(len(biased))
+
+
+def test_kid_is_seeded():
+    r = rng(11)
+    real, fake = r.normal(size=(300, 4)), r.normal(size=(300, 4))
+    assert kid.kid(real, fake, 5, 100, seed=3) == kid.kid(real, fake, 5, 100, seed=3)
+    assert kid.kid(real, fake, 5, 100, seed=3) != kid.kid(real, fake, 5, 100, seed=4)
+
+
+# ----------------------------------------------------------------------------------------- IS
+
+
+def test_inception_score_of_confident_uniform_predictions_is_the_class_count():
+    classes = 10
+    probs = np.tile(np.eye(classes), (100, 1))     # every split holds each class equally often
+    mean, std = inception_score.inception_score(probs, splits=10)
+    assert mean == pytest.approx(classes, rel=1e-12)
+    assert std == pytest.approx(0, abs=1e-12)
+
+
+def test_inception_score_of_one_class_is_one():
+    probs = np.zeros((500, 7))
+    probs[:, 3] = 1.0
+    assert inception_score.inception_score(probs, splits=5) == pytest.approx((1.0, 0.0))
+
+
+def test_inception_score_matches_its_definition():
+    probs = rng(12).dirichlet(np.ones(5) * 0.5, size=400)
+    marginal = probs.mean(0)
+    expected = np.exp(np.mean(np.sum(probs * (np.log(probs) - np.log(marginal)), axis=1)))
+    assert inception_score.inception_score(probs, splits=1)[0] == pytest.approx(expected, rel=1e-10)
+
+
+# --------------------------------------------------------------- precision/recall, density/coverage
+
+
+def test_precision_and_recall_are_one_for_identical_sets_and_zero_for_far_apart_ones():
+    features = rng(13).normal(size=(400, 8))
+    assert precision_recall.precision_recall(features, features) == (1.0, 1.0)
+    assert precision_recall.precision_recall(features, features + 100.0) == (0.0, 0.0)
+
+
+def test_density_and_coverage_on_identical_same_distribution_and_disjoint_sets():
+    k = 5
+    r = rng(14)
+    real, other = r.normal(size=(1500, 4)), r.normal(size=(1500, 4))
+    # Identical sets: each real ball holds its own centre plus exactly k neighbours.
+    density, coverage = precision_recall.density_coverage(real, real, k)
+    assert coverage == 1.0
+    assert density == pytest.approx((k + 1) / k)
+    # Independent samples: density about 1, coverage about 1 - 1/2^k (Naeem et al. 2020).
+    density, coverage = precision_recall.density_coverage(real, other, k)
+    assert density == pytest.approx(1.0, abs=0.1)
+    assert coverage == pytest.approx(1 - 0.5 ** k, abs=0.03)
+    assert precision_recall.density_coverage(real, other + 100.0, k) == (0.0, 0.0)
+
+
+def brute_force_prdc(real, fake, k_pr, k_dc):
+    """The four metrics from full distance matrices (the unblocked reference)."""
+    real_real, fake_fake, real_fake = cdist(real, real), cdist(fake, fake), cdist(real, fake)
+    radii_real_pr = np.sort(real_real, axis=1)[:, k_pr]
+    radii_fake_pr = np.sort(fake_fake, axis=1)[:, k_pr]
+    radii_real_dc = np.sort(real_real, axis=1)[:, k_dc]
+    precision = (real_fake <= radii_real_pr[:, None]).any(axis=0).mean()
+    recall = (real_fake <= radii_fake_pr[None, :]).any(axis=1).mean()
+    density = (real_fake <= radii_real_dc[:, None]).sum() / (k_dc * len(fake))
+    coverage = (real_fake.min(axis=1) <= radii_real_dc).mean()
+    return precision, recall, density, coverage, radii_real_pr
+
+
+@pytest.mark.parametrize("block_rows", [1, 7, None])
+def test_blocked_distances_give_the_unblocked_results(block_rows):
+    r = rng(15)
+    real = r.normal(size=(230, 5))
+    fake = 1.3 * r.normal(size=(170, 5)) + 0.4
+    precision, recall, density, coverage, radii = brute_force_prdc(real, fake, 3, 5)
+    assert precision_recall.precision_recall(real, fake, 3, block_rows) == pytest.approx(
+        (precision, recall))
+    assert precision_recall.density_coverage(real, fake, 5, block_rows) == pytest.approx(
+        (density, coverage))
+    np.testing.assert_allclose(np.sqrt(precision_recall.knn_radii(real, 3, block_rows)), radii,
+                               rtol=1e-9)
+    blocks = list(precision_recall.squared_distance_blocks(real, fake, block_rows))
+    np.testing.assert_allclose(np.vstack([d for _, d in blocks]), cdist(real, fake) ** 2,
+                               rtol=1e-9, atol=1e-9)
+
+
+def test_block_size_follows_the_memory_budget():
+    rows = precision_recall.block_rows_for(50_000)
+    assert rows * 50_000 * 8 <= precision_recall.BLOCK_BYTES
+    assert rows >= 1 and precision_recall.block_rows_for(10**12) == 1
+
+
+# ------------------------------------------------------------------------------------- modes
+
+
+def test_ring_samples_from_every_mode_cover_all_modes():
+    std, centres = 0.01, ring_modes()
+    r = rng(16)
+    points = centres[r.integers(0, 8, size=8000)] + std * r.normal(size=(8000, 2))
+    result = modes.mixture_modes(points, centres, std)
+    assert result["modes_covered"] == 8 and result["modes_total"] == 8
+    # Within 3 std of a 2-D isotropic Gaussian: P(chi2_2 <= 9) = 1 - exp(-9/2).
+    assert result["high_quality"] == pytest.approx(1 - math.exp(-4.5), abs=0.005)
+    assert result["kl"] < 0.01
+
+
+def test_collapsed_generator_covers_one_mode():
+    std, centres = 0.01, ring_modes()
+    points = centres[2] + std * rng(17).normal(size=(1000, 2))
+    result = modes.mixture_modes(points, centres, std)
+    assert result["modes_covered"] == 1
+    assert result["kl"] == pytest.approx(math.log(8), rel=1e-3)
+
+
+def test_far_off_points_are_not_high_quality():
+    result = modes.mixture_modes(rng(18).normal(size=(500, 2)) + 50.0, ring_modes(), 0.01)
+    assert result["high_quality"] == 0.0 and result["modes_covered"] == 0
+
+
+def test_a_mode_needs_its_minimum_share_of_samples_to_count():
+    std, centres = 0.05, ring_modes()
+    n = 8000
+    min_count = math.ceil(0.01 * n / 8)      # the documented rule: 1% of the expected count
+    for extra, covered in ((min_count - 1, 7), (min_count, 8)):
+        labels = np.r_[np.arange(n - extra) % 7, np.full(extra, 7)]
+        result = modes.mixture_modes(centres[labels], centres, std, min_share=0.01)
+        assert result["modes_covered"] == covered
+
+
+def test_grid_modes_and_std_scale():
+    axis = np.array([-4.0, -2.0, 0.0, 2.0, 4.0])
+    centres = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
+    points = centres[np.arange(2500) % 25] + 0.05 * rng(19).normal(size=(2500, 2))
+    assert modes.mixture_modes(points, centres, 0.05)["modes_covered"] == 25
+    # The same points judged against a 10x tighter std are mostly not high quality.
+    assert modes.mixture_modes(points, centres, 0.005)["high_quality"] < 0.05
+
+
+def test_stacked_mnist_all_thousand_combinations():
+    digits = np.array([(a, b, c) for a in range(10) for b in range(10) for c in range(10)])
+    result = modes.stacked_mnist_modes(np.repeat(digits, 3, axis=0))
+    assert result["modes_covered"] == 1000 and result["modes_total"] == 1000
+    assert result["kl"] == pytest.approx(0.0, abs=1e-12)
+    collapsed = modes.stacked_mnist_modes(np.tile([[1, 2, 3]], (50, 1)))
+    assert collapsed["modes_covered"] == 1
+    assert collapsed["kl"] == pytest.approx(math.log(1000))
+
+
+# ----------------------------------------------------------------------------------- registry
+
+
+def test_unknown_metric_lists_the_known_ones():
+    with pytest.raises(UserError, match=r"'fdi'.*fid, kid, precision_recall, density_coverage, is, modes"):
+        registry.compute_metrics(["fdi"], registry.MetricContext())
+
+
+def test_every_metric_returns_flat_floats():
+    r = rng(20)
+    centres = ring_modes()
+    points = centres[r.integers(0, 8, 600)] + 0.01 * r.normal(size=(600, 2))
+    context = registry.MetricContext(
+        real_features=r.normal(size=(600, 6)), fake_features=r.normal(size=(600, 6)),
+        fake_probs=r.dirichlet(np.ones(10), 600), fake_points=points, mode_centres=centres,
+        mode_std=0.01, kid_subsets=5, kid_subset_size=200)
+    results = registry.compute_metrics(list(registry.METRICS), context)
+    assert set(results) == {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage",
+                            "is", "is_std", "modes_covered", "modes_total", "high_quality", "kl"}
+    assert all(isinstance(value, float) for value in results.values())
+
+
+def test_missing_inputs_say_how_to_get_them():
+    with pytest.raises(UserError, match=r"'is'.*'pixels'.*features=classifier"):
+        registry.compute_metrics(["is"], registry.MetricContext(fake_features=np.zeros((5, 2)),
+                                                                extractor="pixels"))
+    with pytest.raises(UserError, match=r"'modes'.*ring or grid"):
+        registry.compute_metrics(["modes"], registry.MetricContext(fake_features=np.zeros((5, 2))))
+
+
+def test_registering_a_name_twice_is_refused():
+    with pytest.raises(ValueError, match="twice"):
+        registry.register_metric("fid")(lambda context: {})
+
+
+# --------------------------------------------------------------------------- evaluate + loading
+
+
+def blobs(n, seed, size=8, channels=1):
+    """uint8 images of a bright square at a random place: a simple image distribution."""
+    r = rng(seed)
+    images = r.integers(0, 40, size=(n, size, size, channels), dtype=np.uint8)
+    for image, (y, x) in zip(images, r.integers(0, size - 4, size=(n, 2))):
+        image[y:y + 4, x:x + 4] = 255
+    return images
+
+
+def test_evaluate_images_with_pixel_features_and_provenance():
+    real, fake = blobs(400, 0), blobs(300, 1)
+    result = evaluate(fake, real, ["fid", "kid", "precision_recall"], PixelExtractor(),
+                      kid_subsets=5, kid_subset_size=100)
+    assert result["num_fake"] == 300 and result["num_real"] == 400
+    assert result["features"]["name"] == "pixels" and result["features"]["dim"] == 64
+    assert set(result["metrics"]) == {"fid", "kid", "kid_std", "precision", "recall"}
+    same = evaluate(real, real, ["fid", "precision_recall"], PixelExtractor())
+    assert same["metrics"]["fid"] == pytest.approx(0, abs=1e-8)
+    assert same["metrics"]["precision"] == same["metrics"]["recall"] == 1.0
+    noise = rng(2).integers(0, 256, size=(300, 8, 8, 1), dtype=np.uint8)
+    worse = evaluate(noise, real, ["fid"], PixelExtractor())
+    assert worse["metrics"]["fid"] > result["metrics"]["fid"]
+
+
+def test_evaluate_points_on_a_ring():
+    centres, r = ring_modes(), rng(21)
+    real = centres[r.integers(0, 8, 800)] + 0.01 * r.normal(size=(800, 2))
+    collapsed = centres[0] + 0.01 * r.normal(size=(800, 2))
+    result = evaluate(collapsed, real, ["modes", "precision_recall"], PixelExtractor(),
+                      modes=centres, mode_std=0.01)
+    assert result["metrics"]["modes_covered"] == 1
+    assert result["metrics"]["recall"] < 0.3 < 0.9 < result["metrics"]["precision"]
+    # modes alone needs no real set
+    assert evaluate(collapsed, None, ["modes"], PixelExtractor(), modes=centres,
+                    mode_std=0.01)["num_real"] == 0
+
+
+def test_evaluate_rejects_bad_inputs():
+    real = blobs(50, 0)
+    with pytest.raises(UserError, match=r"fake are images of size 12x12x1, real are images of size 8x8x1"):
+        evaluate(blobs(50, 1, size=12), real, ["fid"], PixelExtractor())
+    with pytest.raises(UserError, match=r"dtype float32.*uint8"):
+        evaluate(real.astype(np.float32), real, ["fid"], PixelExtractor())
+    with pytest.raises(UserError, match=r"fid compare with real data.*real="):
+        evaluate(real, None, ["fid"], PixelExtractor())
+
+
+def test_pixel_features_stream_in_batches_and_pass_points_through():
+    images = blobs(103, 3, size=28, channels=3)
+    whole = PixelExtractor().extract(images, batch_size=1000).features
+    streamed = PixelExtractor().extract(iter([images[:50], images[50:]]), batch_size=16).features
+    assert whole.shape == (103, 14 * 14 * 3)
+    np.testing.assert_array_equal(whole, streamed)
+    points = rng(4).normal(size=(10, 2))
+    np.testing.assert_array_equal(PixelExtractor().extract(points).features, points)
+
+
+def test_to_uint8_maps_the_generator_range():
+    np.testing.assert_array_equal(to_uint8(np.array([-1.0, 0.0, 1.0, 1.5])), [0, 128, 255, 255])
+
+
+def test_load_image_set_from_npz_npy_and_folders(tmp_path):
+    from PIL import Image
+
+    images = blobs(6, 5, size=10)
+    np.savez(tmp_path / "samples.npz", labels=np.arange(6), images=images[..., 0])
+    np.testing.assert_array_equal(load_image_set(tmp_path / "samples.npz"), images)
+    np.savez(tmp_path / "unnamed.npz", images)
+    assert load_image_set(tmp_path / "unnamed.npz", limit=4).shape == (4, 10, 10, 1)
+    np.save(tmp_path / "points.npy", np.ones((5, 2), np.float32))
+    assert load_image_set(tmp_path / "points.npy").dtype == np.float64
+
+    folder = tmp_path / "pngs"
+    (folder / "sub").mkdir(parents=True)
+    for i, image in enumerate(images):
+        Image.fromarray(image[..., 0]).save(folder / ("sub" if i % 2 else "") / f"{i}.png")
+    loaded = load_image_set(folder)
+    assert loaded.shape == (6, 10, 10, 1) and loaded.dtype == np.uint8
+
+
+def test_load_image_set_errors(tmp_path):
+    from PIL import Image
+
+    with pytest.raises(UserError, match=r"nope\.npz does not exist"):
+        load_image_set(tmp_path / "nope.npz")
+    np.savez(tmp_path / "floats.npz", images=np.zeros((3, 8, 8), np.float32))
+    with pytest.raises(UserError, match=r"dtype float32 and shape \(3, 8, 8\)"):
+        load_image_set(tmp_path / "floats.npz")
+    np.savez(tmp_path / "rgba.npz", images=np.zeros((3, 8, 8, 4), np.uint8))
+    with pytest.raises(UserError, match=r"C = 1 \(grayscale\) or 3"):
+        load_image_set(tmp_path / "rgba.npz")
+    (tmp_path / "mixed").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "mixed" / "a.png")
+    Image.new("RGB", (9, 8)).save(tmp_path / "mixed" / "b.png")
+    with pytest.raises(UserError, match=r"differ in size.*8x8.*9x8"):
+        load_image_set(tmp_path / "mixed")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no images"):
+        load_image_set(tmp_path / "empty")
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="cannot be read"):
+        load_image_set(tmp_path / "broken.npz")

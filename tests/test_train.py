@@ -1,0 +1,122 @@
+"""Training for real: every config combination steps, and the CLI's train/sample/resume cycle."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.helpers import config_choices, ganctl
+
+IMAGE_DATASETS = [d for d in config_choices("dataset") if d not in ("ring", "grid")]
+COMBINATIONS = [(model, dataset, loss)
+                for model in config_choices("model")
+                for dataset in config_choices("dataset")
+                for loss in config_choices("loss")
+                if model != "dcgan" or dataset in IMAGE_DATASETS]  # dcgan needs images
+
+
+@pytest.mark.parametrize("model,dataset,loss", COMBINATIONS)
+def test_every_combination_trains_and_checkpoints(model, dataset, loss, compose_cfg,
+                                                   data_overrides, tmp_path):
+    import keras
+
+    from ganctl.training.loop import train
+
+    cfg = compose_cfg([f"model={model}", f"dataset={dataset}", f"loss={loss}", "train.steps=2",
+                       *data_overrides[dataset]])
+    train(cfg, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(np.isfinite(r[k]) for r in rows for k in ("d_loss", "g_loss", "d_real", "d_fake"))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == ["ckpt-2.index"]
+    generator = keras.saving.load_model(tmp_path / "generator.keras", safe_mode=True)
+    assert generator.output_shape[1:] == generator.output_shape[1:]
+
+
+def test_train_sample_resume_cycle_through_the_cli(tmp_path):
+    """What a user does: train, sample in every format, resume and go further."""
+    from PIL import Image
+
+    run = tmp_path / "run"
+    args = ["model.generator.width=8", "model.discriminator.width=8", "train.batch_size=16",
+            "train.log_every=2", "train.sample_every=3", "train.checkpoint_every=3",
+            "train.sample_grid=9", "dataset.limit=512"]
+    result = ganctl("train", *args, "train.steps=6", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    # The run directory holds what the README promises.
+    assert "bundled MNIST test split" in (run / "config.yaml").read_text()
+    assert "bundled MNIST" in result.stdout + result.stderr  # the one warning line
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "step_000000.png", "step_000003.png", "step_000006.png"]
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == [
+        "ckpt-3.index", "ckpt-6.index"]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "images_per_s", "wall_s"} <= set(rows[0])
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run / "train.log").stat().st_size > 0 and (run / "generator.keras").is_file()
+    assert Image.open(run / "reals.png").size == Image.open(run / "samples/step_000006.png").size
+
+    # Sampling, in every format.
+    def sample(*extra):
+        out = ganctl("sample", f"run={run}", *extra, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        return out
+
+    sample("num=16", f"out={tmp_path / 'grid.png'}")
+    assert Image.open(tmp_path / "grid.png").size == (4 * 30 + 2, 4 * 30 + 2)
+    sample("format=npz", "num=50", f"out={tmp_path / 's.npz'}")
+    images = np.load(tmp_path / "s.npz")["images"]
+    assert images.shape == (50, 28, 28) and images.dtype == np.uint8 and images.max() > images.min()
+    sample("format=png", "num=5", f"out={tmp_path / 'pngs'}")
+    assert len(list((tmp_path / "pngs").glob("*.png"))) == 5
+    sample("interpolate=true", "num=4", "frames=8", f"out={tmp_path / 'walk.gif'}")
+    assert Image.open(tmp_path / "walk.gif").n_frames == 8
+    sample("format=npz", "num=8", "ema=false", "checkpoint=3", "seed=1", f"out={tmp_path / 'r.npz'}")
+    sample("format=npz", "num=8", "ema=false", "checkpoint=3", "seed=1", f"out={tmp_path / 'r2.npz'}")
+    assert np.array_equal(np.load(tmp_path / "r.npz")["images"], np.load(tmp_path / "r2.npz")["images"])
+    sample("format=npz", "num=8", "ema=false", "checkpoint=6", "seed=1", f"out={tmp_path / 'r6.npz'}")
+    assert not np.array_equal(np.load(tmp_path / "r.npz")["images"], np.load(tmp_path / "r6.npz")["images"])
+
+    # Resume: the step count, metrics and sample numbering continue; the weights move on.
+    result = ganctl("train", f"resume={run}", "train.steps=9", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6, 8, 9]
+    assert (run / "samples" / "step_000009.png").is_file()
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.index"))[-1] == "ckpt-9.index"
+    sample("format=npz", "num=8", "ema=false", "checkpoint=9", "seed=1", f"out={tmp_path / 'r9.npz'}")
+    assert not np.array_equal(np.load(tmp_path / "r6.npz")["images"], np.load(tmp_path / "r9.npz")["images"])
+
+    # Resume may not change the model; the run folder is left as it was.
+    before = sorted(str(p) for p in run.rglob("*"))
+    result = ganctl("train", f"resume={run}", "loss=lsgan", cwd=tmp_path)
+    assert result.returncode == 2 and "loss=lsgan cannot be changed" in result.stderr
+    assert sorted(str(p) for p in run.rglob("*")) == before
+
+
+def test_multirun_gives_each_job_its_folder_and_a_summary(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = ganctl("train", "-m", "dataset=ring", "model=mlp", "loss=ns,hinge", "seed=0,1",
+                    "train.steps=3", "dataset.size=256", "model.generator.width=8",
+                    "model.discriminator.width=8", "train.batch_size=16",
+                    f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 4
+    assert all((job / "checkpoints" / "ckpt-3.index").is_file() for job in jobs)
+    assert "4 ok, 0 failed" in result.stdout
+
+
+def test_multirun_finishes_other_jobs_when_one_fails(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = ganctl("train", "-m", "dataset=ring", "model=mlp,dcgan", "train.steps=2",
+                    "dataset.size=256", "model.generator.width=8", "model.discriminator.width=8",
+                    "train.batch_size=16", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "1 ok, 1 failed" in result.stdout
+    assert "dcgan needs image data" in " ".join(result.stdout.split())
+    ok = [p for p in sweep.iterdir() if p.is_dir() and "mlp" in p.name]
+    assert (ok[0] / "checkpoints" / "ckpt-2.index").is_file()
