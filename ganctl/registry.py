@@ -33,6 +33,17 @@ _RECORDS = {"source"}
 
 def build(node: DictConfig | dict, where: str, schema: type | None = None, **context: Any) -> Any:
     """Call node._target_ with the node's fields it accepts plus `context` (shapes and the like)."""
+    factory, kwargs = _arguments(node, where, schema, context)
+    return factory(**kwargs)
+
+
+def check(node: DictConfig | dict, where: str, schema: type | None = None,
+          context_keys: tuple[str, ...] = ()) -> None:
+    """Everything `build` checks, without building: run before a run folder exists."""
+    _arguments(node, where, schema, dict.fromkeys(context_keys, "<from the dataset>"))
+
+
+def _arguments(node, where: str, schema, context: dict) -> tuple[Any, dict]:
     values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     factory = resolve_target(values.pop("_target_", None), where)
     accepted = inspect.signature(factory).parameters
@@ -50,7 +61,11 @@ def build(node: DictConfig | dict, where: str, schema: type | None = None, **con
             raise UserError(f"{where}.{key}={value} has no effect with {where}={_short(factory)}; "
                             f"it accepts: {', '.join(k for k in accepted if k not in context)}.")
     kwargs.update({k: v for k, v in context.items() if k in accepted})
-    return factory(**kwargs)
+    for name, parameter in accepted.items():
+        if parameter.default is inspect.Parameter.empty and kwargs.get(name) is None:
+            raise UserError(f"{where}.{name} is required with {where}={_short(factory)}; give it "
+                            f"on the command line, e.g. {where}.{name}=<value>.")
+    return factory, kwargs
 
 
 def _short(factory: Any) -> str:

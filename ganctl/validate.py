@@ -8,7 +8,7 @@ import dataclasses
 import difflib
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
 from ganctl import config as schemas
 from ganctl.errors import UserError
@@ -57,6 +57,9 @@ def precheck(command: str, args: list[str]) -> None:
         cfg = _compose(command, job)
         if command == "train":
             check_train_config(cfg)
+            from ganctl.training.components import check_components  # imports the targets
+
+            check_components(cfg)
         elif command == "sample":
             check_sample_config(cfg)
 
@@ -114,6 +117,7 @@ def _paragraph(err: BaseException) -> str:
 
 
 def check_train_config(cfg: DictConfig) -> None:
+    _check_required(cfg)
     _check_known_keys(cfg, schemas.TrainRunConfig, "")
     for key in _POSITIVE + _POSITIVE_FLOAT:
         value = _get(cfg, key)
@@ -137,12 +141,24 @@ def check_train_config(cfg: DictConfig) -> None:
 
 
 def check_sample_config(cfg: DictConfig) -> None:
+    _check_required(cfg)
     _check_known_keys(cfg, schemas.SampleConfig, "")
     if cfg.num <= 0:
         raise UserError(f"num={cfg.num} must be 1 or more (the number of samples to write).")
     formats = ("grid", "png", "npz", "gif")
     if cfg.format not in formats:
         raise UserError(f"format={cfg.format} is not one of: {', '.join(formats)}.")
+
+
+def _check_required(cfg: DictConfig) -> None:
+    from omegaconf import OmegaConf
+
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra"))
+    if missing:
+        examples = {"dataset.path": "dataset.path=~/my_images", "run": "run=outputs/<date>/<time>"}
+        hint = "; e.g. " + ", ".join(examples[k] for k in missing if k in examples) if any(
+            k in examples for k in missing) else ""
+        raise UserError(f"{', '.join(missing)} must be given on the command line{hint}.")
 
 
 def _get(cfg: DictConfig, dotted: str):
@@ -169,5 +185,6 @@ def _check_known_keys(node, schema, prefix: str) -> None:
                             f"{', '.join(prefix + f for f in fields if not f.startswith('_'))}.")
         field_type = fields[key].type
         child_schema = getattr(schemas, field_type, None) if isinstance(field_type, str) else field_type
-        if not isinstance(node[key], ListConfig):
-            _check_known_keys(node[key], child_schema, f"{prefix}{key}.")
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            _check_known_keys(child, child_schema, f"{prefix}{key}.")

@@ -4,7 +4,18 @@ from __future__ import annotations
 import keras
 
 from ganctl.config import DatasetConfig, LossConfig, NetworkConfig
-from ganctl.registry import build
+from ganctl.registry import build, check
+
+GENERATOR_CONTEXT = ("z_dim", "image_shape", "num_classes", "bounded")
+DISCRIMINATOR_CONTEXT = ("image_shape", "num_classes")
+
+
+def check_components(cfg) -> None:
+    """Targets exist and every field is used, before any run folder is made."""
+    check(cfg.dataset, "dataset", DatasetConfig)
+    check(cfg.model.generator, "model.generator", NetworkConfig, GENERATOR_CONTEXT)
+    check(cfg.model.discriminator, "model.discriminator", NetworkConfig, DISCRIMINATOR_CONTEXT)
+    check(cfg.loss, "loss", LossConfig)
 
 
 def build_dataset(dataset_cfg):
