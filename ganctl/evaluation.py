@@ -1,4 +1,4 @@
-"""Score a set of generated samples against real ones: load sets, extract features once, run metrics.
+"""Score generated samples against real ones: load the sets, extract features once, run metrics.
 
 `ganctl eval` (and the in-training evaluation) call `evaluate`; it takes plain numpy arrays so any
 source of samples works: a checkpoint, an .npz from another tool, a folder of images.
@@ -6,7 +6,6 @@ No TensorFlow here: only the extractor passed in uses it.
 """
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
@@ -14,8 +13,6 @@ import numpy as np
 
 from ganctl.errors import UserError
 from ganctl.metrics import registry
-
-log = logging.getLogger("ganctl.metrics")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # MetricContext settings a caller may pass to evaluate(); the rest evaluate fills in itself.
@@ -35,6 +32,14 @@ def evaluate(fake: np.ndarray, real: np.ndarray | None, metric_names, extractor,
     "num_real", "seed", "seconds": {"features", "metrics"}}.
     """
     names = registry.check_metric_names(metric_names)
+    unknown = set(options) - set(METRIC_OPTIONS)
+    if unknown:
+        raise TypeError(f"evaluate: unknown options {sorted(unknown)}")
+    if not extractor.gives_probs:
+        # Fail before a possibly long feature extraction, with the same message as the metric.
+        for name in names:
+            if registry.METRICS[name].needs_probs:
+                registry.MetricContext(extractor=extractor.name).require("fake_probs", name)
     points = is_point_set(fake)
     fake = check_sample_set(fake, "fake")
     if registry.needs_real(names):
@@ -47,9 +52,6 @@ def evaluate(fake: np.ndarray, real: np.ndarray | None, metric_names, extractor,
         check_compatible(fake, real)
     else:
         real = None
-    unknown = set(options) - set(METRIC_OPTIONS)
-    if unknown:
-        raise TypeError(f"evaluate: unknown options {sorted(unknown)}")
 
     started = time.time()
     fake_extracted = extractor.extract(fake, batch_size=batch_size, progress=progress)
@@ -75,8 +77,8 @@ def evaluate(fake: np.ndarray, real: np.ndarray | None, metric_names, extractor,
     return {
         "metrics": metrics,
         "features": {**extractor.describe(), "dim": int(fake_extracted.features.shape[1])},
-        "num_fake": int(len(fake)),
-        "num_real": int(len(real)) if real is not None else 0,
+        "num_fake": len(fake),
+        "num_real": len(real) if real is not None else 0,
         "seed": int(seed),
         "seconds": {"features": round(features_seconds, 2),
                     "metrics": round(time.time() - started, 2)},
@@ -179,5 +181,6 @@ def _read_image_folder(folder: Path, limit: int | None) -> np.ndarray:
         images.append(array[..., None] if array.ndim == 2 else array)
     if any(image.shape[-1] == 3 for image in images):
         # A mostly-RGB folder with a few grayscale files: treat them all as RGB.
-        images = [np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image for image in images]
+        images = [np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+                  for image in images]
     return np.stack(images)

@@ -12,8 +12,13 @@ import pytest
 from ganctl.errors import UserError
 from ganctl.evaluation import evaluate
 from ganctl.metrics import features
-from ganctl.metrics.features import (ClassifierExtractor, InceptionExtractor, PixelExtractor,
-                                     build_extractor, classifier_paths)
+from ganctl.metrics.features import (
+    ClassifierExtractor,
+    InceptionExtractor,
+    PixelExtractor,
+    build_extractor,
+    classifier_paths,
+)
 
 
 class Bars:
@@ -29,7 +34,7 @@ class Bars:
         r = np.random.default_rng(0 if split == "train" else 1)
         labels = np.arange(n) % 10
         images = r.integers(0, 60, size=(n, 16, 16, 1), dtype=np.uint8)
-        for image, label in zip(images, labels):
+        for image, label in zip(images, labels, strict=True):
             image[1 + int(label) * 3 // 2, 2:14] = 255
         return images[:limit], labels[:limit].astype(np.int64)
 
@@ -141,10 +146,23 @@ def test_inception_finds_weights_in_the_keras_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with h5py.File(models / features.INCEPTION_NOTOP_FILE, "w") as f:
         f.attrs["layer_names"] = [b"conv2d", b"mixed10"]
-    assert features.resolve_inception_weights(None) == (models / features.INCEPTION_NOTOP_FILE, False)
+    notop = models / features.INCEPTION_NOTOP_FILE
+    assert features.resolve_inception_weights(None) == (notop, False)
     with h5py.File(models / features.INCEPTION_TOP_FILE, "w") as f:
         f.attrs["layer_names"] = [b"conv2d", b"predictions"]
     assert features.resolve_inception_weights(None) == (models / features.INCEPTION_TOP_FILE, True)
+
+
+def test_inception_weights_file_with_or_without_top(tmp_path):
+    import h5py
+
+    # Keras 3 .weights.h5 layout: layer groups named by type; the top is InceptionV3's only Dense.
+    for name, groups, has_top in (("top.weights.h5", ["conv2d", "dense"], True),
+                                  ("notop.weights.h5", ["conv2d", "mixed10"], False)):
+        with h5py.File(tmp_path / name, "w") as f:
+            for group in groups:
+                f.create_group(f"layers/{group}")
+        assert features.resolve_inception_weights(tmp_path / name) == (tmp_path / name, has_top)
 
 
 def test_inception_features_have_2048_dims():
@@ -155,6 +173,19 @@ def test_inception_features_have_2048_dims():
     assert np.isfinite(extracted.features).all()
     with pytest.raises(UserError, match="'is'.*'inception'"):
         evaluate(images, None, ["is"], extractor)
+
+
+def test_cache_dir_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv("GANCTL_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert features.cache_dir() == tmp_path / "xdg" / "ganctl"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert features.cache_dir() == tmp_path / "home" / ".cache" / "ganctl"
+    monkeypatch.setenv("GANCTL_CACHE", str(tmp_path / "mine"))
+    assert features.cache_dir() == tmp_path / "mine"
+    name = f"mnist-{features.CLASSIFIER_ARCHITECTURE}.keras"
+    assert classifier_paths("mnist")[0] == tmp_path / "mine" / "classifiers" / name
 
 
 def test_build_extractor_choices(cache):

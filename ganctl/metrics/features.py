@@ -59,7 +59,8 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def iter_batches(images: np.ndarray | Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
+def iter_batches(images: np.ndarray | Iterable[np.ndarray],
+                 batch_size: int) -> Iterator[np.ndarray]:
     """Batches of at most batch_size from an array or from an iterable of arrays."""
     chunks = (images,) if isinstance(images, np.ndarray) else images
     for chunk in chunks:
@@ -115,8 +116,10 @@ class FeatureExtractor:
 
     name = ""
     gives_probs = False
+    max_batch_size: int | None = None     # caps the caller's batch size where activations are big
 
     def extract(self, images, batch_size: int = 250, progress: bool = False) -> Extracted:
+        batch_size = min(batch_size, self.max_batch_size or batch_size)
         parts: list[tuple] = []
         batches = _progress(iter_batches(images, batch_size),
                             _num_batches(images, batch_size), progress, f"{self.name} features")
@@ -234,8 +237,8 @@ class ClassifierExtractor(FeatureExtractor):
         batch = check_images(batch)
         height, width, channels = self.image_shape
         if batch.shape[1:3] != (height, width):
-            raise UserError(f"The classifier for {self.dataset_name} takes {height}x{width} images, "
-                            f"but got {batch.shape[1]}x{batch.shape[2]}. Use images of the "
+            raise UserError(f"The classifier for {self.dataset_name} takes {height}x{width} "
+                            f"images, but got {batch.shape[1]}x{batch.shape[2]}. Use images of the "
                             "dataset's size, or features=inception for other sizes.")
         if batch.shape[-1] == channels:
             features, probs = self._features_and_probs(batch)
@@ -268,8 +271,8 @@ class ClassifierExtractor(FeatureExtractor):
 
 def classifier_paths(dataset_name: str) -> tuple[Path, Path]:
     """(model file, info json) in the cache, keyed by dataset and architecture version."""
-    stem = cache_dir() / "classifiers" / f"{dataset_name}-{CLASSIFIER_ARCHITECTURE}"
-    return stem.with_suffix(".keras"), stem.with_suffix(".json")
+    folder, stem = cache_dir() / "classifiers", f"{dataset_name}-{CLASSIFIER_ARCHITECTURE}"
+    return folder / f"{stem}.keras", folder / f"{stem}.json"
 
 
 def load_or_train_classifier(dataset, dataset_name: str, epochs: int = 2,
@@ -279,7 +282,7 @@ def load_or_train_classifier(dataset, dataset_name: str, epochs: int = 2,
     if model_path.exists() or info_path.exists():
         try:
             return _load_classifier(model_path, info_path, dataset)
-        except Exception as err:  # any damage means: do not trust it, rebuild it
+        except Exception as err:  # noqa: BLE001  any damage means: do not trust it, rebuild it
             log.warning("The cached classifier %s is unusable (%s: %s); training a new one.",
                         model_path, type(err).__name__, err)
     return _train_classifier(dataset, dataset_name, model_path, info_path, epochs, train_limit,
@@ -330,8 +333,8 @@ def _train_classifier(dataset, dataset_name, model_path, info_path, epochs, trai
         "dataset": dataset_name,
         "architecture": CLASSIFIER_ARCHITECTURE,
         "test_accuracy": round(float(accuracy), 4),
-        "train_size": int(len(x_train)),
-        "test_size": int(len(x_test)),
+        "train_size": len(x_train),
+        "test_size": len(x_test),
         "epochs": int(epochs),
         "seed": int(seed),
         "source": getattr(dataset, "source", ""),
@@ -365,6 +368,7 @@ class InceptionExtractor(FeatureExtractor):
     """
 
     name = "inception"
+    max_batch_size = 50     # at 299x299 a batch of 50 already holds about 1 GB of activations
 
     def __init__(self, weights: str | os.PathLike | None = None, random_weights: bool = False):
         import keras
@@ -391,8 +395,8 @@ class InceptionExtractor(FeatureExtractor):
         return outputs[0], outputs[1] if self.gives_probs else None
 
     def describe(self):
-        return {"name": self.name, "weights": str(self.weights_path) if self.weights_path else "random",
-                "include_top": self.gives_probs}
+        weights = str(self.weights_path) if self.weights_path else "random"
+        return {"name": self.name, "weights": weights, "include_top": self.gives_probs}
 
 
 def _inception_inputs(images):
@@ -412,7 +416,8 @@ def resolve_inception_weights(weights: str | os.PathLike | None) -> tuple[Path, 
         path = Path(weights).expanduser()
         if not path.is_file():
             raise UserError(f"eval.inception_weights={weights} does not exist. Give the path of "
-                            f"Keras' InceptionV3 weights: {INCEPTION_NOTOP_FILE} (features only) or "
+                            f"Keras' InceptionV3 weights: {INCEPTION_NOTOP_FILE} (features only) "
+                            "or "
                             f"{INCEPTION_TOP_FILE} (also enables the Inception Score).")
         return path, _has_top(path)
     models = keras_home() / "models"
@@ -437,14 +442,13 @@ def _has_top(path: Path) -> bool:
 
     try:
         with h5py.File(path, "r") as f:
-            group = f["model_weights"] if "model_weights" in f else f
+            group = f.get("model_weights", f)
             names = group.attrs.get("layer_names")
             if names is not None:
                 return any((n.decode() if isinstance(n, bytes) else str(n)) == "predictions"
                            for n in names)
-            found = []
-            f.visit(found.append)      # Keras 3 .weights.h5: layers are groups by name
-            return any(name.split("/")[-1] == "predictions" for name in found)
+            # Keras 3 .weights.h5 names layer groups by type; the top is InceptionV3's only Dense.
+            return "layers" in f and any(key.startswith("dense") for key in f["layers"])
     except OSError as err:
         raise UserError(f"eval.inception_weights={path} is not a Keras weights file (HDF5): {err}. "
                         f"Give {INCEPTION_NOTOP_FILE} or {INCEPTION_TOP_FILE}.") from err
@@ -453,8 +457,9 @@ def _has_top(path: Path) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def build_extractor(name: str, *, dataset=None, dataset_name: str | None = None, points: bool = False,
-                    inception_weights: str | None = None, classifier_epochs: int = 2,
+def build_extractor(name: str, *, dataset=None, dataset_name: str | None = None,
+                    points: bool = False, inception_weights: str | None = None,
+                    classifier_epochs: int = 2,
                     progress: bool = False) -> FeatureExtractor:
     """The extractor called `name` (auto | classifier | inception | pixels).
 
@@ -482,6 +487,11 @@ def build_extractor(name: str, *, dataset=None, dataset_name: str | None = None,
     if dataset is None or dataset_name not in CLASSIFIER_DATASETS:
         raise UserError(f"features=classifier needs one of the labelled datasets "
                         f"{', '.join(CLASSIFIER_DATASETS)} to train on, but the dataset is "
-                        f"{dataset_name or 'not known'}. Use features=inception or features=pixels.")
+                        f"{dataset_name or 'not known'}. Use features=inception or "
+                        "features=pixels.")
+    if dataset_name == "stacked_mnist" and tuple(dataset.image_shape) != (28, 28, 1):
+        # The cache key is MNIST's: training on stacked images would overwrite the digit model.
+        raise ValueError("build_extractor: for stacked_mnist pass the MNIST dataset (28x28x1 "
+                         f"digits) to train on, not one of shape {dataset.image_shape}")
     return ClassifierExtractor(dataset, CLASSIFIER_DATASETS[dataset_name], classifier_epochs,
                                progress=progress)

@@ -19,7 +19,8 @@ SQRTM_TOLERANCE = 1e-5
 IMAGINARY_TOLERANCE = 1e-3
 
 
-def mean_and_covariance(features: np.ndarray, block_rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def mean_and_covariance(features: np.ndarray,
+                        block_rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Sample mean and unbiased covariance (like np.cov(rowvar=False)), accumulated in float64.
 
     Centred on the first row before summing, so the one-pass formula does not lose precision when
@@ -46,8 +47,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     does not square back to it) or the root is non-finite, eps * I is added to both covariances
     first; small imaginary parts from round-off are dropped, large ones are an error.
     """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    mu1, mu2 = (np.atleast_1d(np.asarray(mu, np.float64)) for mu in (mu1, mu2))
+    sigma1, sigma2 = (np.atleast_2d(np.asarray(sigma, np.float64)) for sigma in (sigma1, sigma2))
     dim = len(mu1)
     if mu2.shape != (dim,) or sigma1.shape != (dim, dim) or sigma2.shape != (dim, dim):
         raise ValueError(f"frechet_distance: shapes do not match: mu {mu1.shape} vs {mu2.shape}, "
@@ -57,35 +58,41 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     covmean = _sqrtm_checked(sigma1 @ sigma2)
     if covmean is None:
         offset = np.eye(dim) * eps
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+        covmean = _sqrtm_quiet((sigma1 + offset) @ (sigma2 + offset))
     if not np.isfinite(covmean).all():
         raise UserError("FID could not be computed: the matrix square root of the covariance "
-                        "product is not finite even with an eps offset. The features are degenerate "
-                        "(e.g. constant); use more samples (eval.num) or another feature extractor.")
+                        "product is not finite even with an eps offset. The features are "
+                        "degenerate (e.g. constant); use more samples (eval.num) or another "
+                        "feature extractor.")
     if np.iscomplexobj(covmean):
         largest = np.max(np.abs(covmean.imag))
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=IMAGINARY_TOLERANCE):
             raise UserError(f"FID could not be computed reliably: the matrix square root has an "
-                            f"imaginary component of {largest:.3g}, so the covariance estimates are "
-                            "ill-conditioned. Use more samples (eval.num) or a lower-dimensional "
-                            "feature extractor.")
+                            f"imaginary component of {largest:.3g}, so the covariance estimates "
+                            "are ill-conditioned. Use more samples (eval.num) or a "
+                            "lower-dimensional feature extractor.")
         covmean = covmean.real
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
 
 def _sqrtm_checked(product: np.ndarray) -> np.ndarray | None:
     """sqrtm(product), or None when it is non-finite or does not square back to product."""
-    # Singularity is detected and handled below, so scipy's warning about it is noise here.
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        root = scipy.linalg.sqrtm(product)
-        if not np.isfinite(root).all():
-            return None
-        scale = np.linalg.norm(product)
-        if scale == 0.0:
-            return None
+    root = _sqrtm_quiet(product)
+    if not np.isfinite(root).all():
+        return None
+    scale = np.linalg.norm(product)
+    if scale == 0.0:
+        return None
+    with np.errstate(all="ignore"):
         error = np.linalg.norm(root @ root - product) / scale
     return root if error <= SQRTM_TOLERANCE else None
+
+
+def _sqrtm_quiet(matrix: np.ndarray) -> np.ndarray:
+    # Singularity is detected and handled by the callers, so scipy's warning about it is noise.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        return scipy.linalg.sqrtm(matrix)
 
 
 def check_enough_samples(n: int, dim: int, which: str, extractor: str = "") -> None:
@@ -103,7 +110,8 @@ def fid(real_features: np.ndarray, fake_features: np.ndarray, extractor: str = "
     """FID between two feature sets (rows are samples)."""
     real_features, fake_features = _as_2d(real_features), _as_2d(fake_features)
     if real_features.shape[1] != fake_features.shape[1]:
-        raise ValueError(f"fid: feature dims differ: {real_features.shape[1]} vs {fake_features.shape[1]}")
+        raise ValueError(f"fid: feature dims differ: {real_features.shape[1]} real vs "
+                         f"{fake_features.shape[1]} fake")
     check_enough_samples(len(real_features), real_features.shape[1], "real", extractor)
     check_enough_samples(len(fake_features), fake_features.shape[1], "fake", extractor)
     mu_real, sigma_real = mean_and_covariance(real_features)

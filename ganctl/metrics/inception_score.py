@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import rel_entr
 
+from ganctl.errors import UserError
+
 
 def inception_score(probs: np.ndarray, splits: int = 10) -> tuple[float, float]:
     """(mean, std) of IS over `splits` consecutive equal parts of `probs` (N, classes).
@@ -15,9 +17,11 @@ def inception_score(probs: np.ndarray, splits: int = 10) -> tuple[float, float]:
     rel_entr gives 0 * log 0 = 0, so confident one-hot predictions need no epsilon.
     """
     probs = np.asarray(probs)
-    if probs.ndim != 2 or len(probs) < splits:
-        raise ValueError(f"inception_score needs (N, classes) probabilities with N >= splits={splits}, "
-                         f"got shape {probs.shape}")
+    if probs.ndim != 2:
+        raise ValueError(f"inception_score needs (N, classes) probabilities, got {probs.shape}")
+    if len(probs) < splits:
+        raise UserError(f"The Inception Score is averaged over {splits} splits, but there are only "
+                        f"{len(probs)} samples. Raise eval.num (5,000 or more is usual).")
     scores = []
     for part in np.array_split(np.arange(len(probs)), splits):
         p = np.asarray(probs[part], np.float64)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ganctl.errors import UserError
+
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """k(x, y) = (x . y / d + 1)^3, the kernel of the KID paper."""
@@ -34,8 +36,8 @@ def kid(real_features: np.ndarray, fake_features: np.ndarray, num_subsets: int =
     fake_features = np.asarray(fake_features).reshape(len(fake_features), -1)
     size = min(subset_size, len(real_features), len(fake_features))
     if size < 2:
-        raise ValueError(f"kid needs at least 2 samples per set, got {len(real_features)} real "
-                         f"and {len(fake_features)} fake")
+        raise UserError(f"KID needs at least 2 samples per set, got {len(real_features)} real "
+                        f"and {len(fake_features)} fake. Raise eval.num.")
     rng = np.random.default_rng(seed)
     estimates = np.empty(num_subsets)
     for i in range(num_subsets):

@@ -1,4 +1,4 @@
-"""Mode-collapse metrics: 2-D Gaussian mixtures (ring, grid) and class-labelled modes (Stacked MNIST).
+"""Mode-collapse metrics: 2-D Gaussian mixtures (ring, grid) and classified modes (Stacked MNIST).
 
 Mixtures follow Unrolled GAN / VEEGAN / PacGAN: a sample is high quality when it lies within
 3 standard deviations of its nearest mode, and it is assigned to that mode. A mode is covered when

@@ -1,4 +1,5 @@
-"""k-NN manifold metrics: precision/recall (Kynkaanniemi et al. 2019) and density/coverage (Naeem et al. 2020).
+"""k-NN manifold metrics: precision/recall (Kynkaanniemi et al. 2019), density/coverage (Naeem et
+al. 2020).
 
 Each sample's manifold is a ball reaching its k-th nearest neighbour in its own set. Distances are
 computed in row blocks against the whole other set, so memory is block_rows x n floats: with
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+
+from ganctl.errors import UserError
 
 # Bytes for one block of float64 distances; the arithmetic around it holds a few such blocks.
 BLOCK_BYTES = 64 * 2**20
@@ -44,7 +47,8 @@ def knn_radii(points: np.ndarray, k: int, block_rows: int | None = None) -> np.n
     """Squared distance from each point to its k-th nearest neighbour, itself excluded."""
     points = _as_2d(points)
     if len(points) <= k:
-        raise ValueError(f"k-NN radii with k={k} need more than {k} points, got {len(points)}")
+        raise UserError(f"k-NN metrics with k={k} need more than {k} samples per set, got "
+                        f"{len(points)}. Raise eval.num.")
     radii = np.empty(len(points))
     for rows, distances in squared_distance_blocks(points, points, block_rows, same_set=True):
         # Index k of the sorted row: index 0 is the point itself at distance 0.
@@ -54,7 +58,7 @@ def knn_radii(points: np.ndarray, k: int, block_rows: int | None = None) -> np.n
 
 def precision_recall(real_features: np.ndarray, fake_features: np.ndarray, k: int = 3,
                      block_rows: int | None = None) -> tuple[float, float]:
-    """Precision: share of fakes inside the real manifold. Recall: share of reals inside the fake one."""
+    """Precision: share of fakes inside the real manifold; recall: of reals inside the fake one."""
     real, fake = _as_2d(real_features), _as_2d(fake_features)
     precision = _share_inside(fake, real, knn_radii(real, k, block_rows), block_rows)
     recall = _share_inside(real, fake, knn_radii(fake, k, block_rows), block_rows)

@@ -49,9 +49,10 @@ _MISSING_HINTS = {
     "fake_features": "there are no features of the generated samples.",
     "real_features": "it compares with real data, but no real set was given (real=<npz, image "
                      "folder or dataset name>).",
-    "fake_probs": "it needs class probabilities, which the feature extractor {extractor!r} does not "
-                  "give. Use features=classifier, or features=inception with the InceptionV3 "
-                  "weights that include the top (inception_v3_weights_tf_dim_ordering_tf_kernels.h5).",
+    "fake_probs": "it needs class probabilities, which the feature extractor {extractor!r} does "
+                  "not give. Use features=classifier, or features=inception with the InceptionV3 "
+                  "weights that include the top "
+                  "(inception_v3_weights_tf_dim_ordering_tf_kernels.h5).",
     "fake_labels": "it needs class predictions, which only features=classifier gives.",
     "mode_centres": "it needs the modes of a 2-D mixture dataset (ring or grid).",
     "mode_std": "it needs the standard deviation of a 2-D mixture dataset (ring or grid).",
@@ -64,18 +65,20 @@ class Metric:
     name: str
     compute: Callable[[MetricContext], dict[str, float]]
     needs_real: bool        # whether real features must be extracted for it
+    needs_probs: bool       # whether it needs the extractor's class probabilities
     doc: str
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def register_metric(name: str, needs_real: bool = False):
+def register_metric(name: str, needs_real: bool = False, needs_probs: bool = False):
     """Decorator: register `fn(context) -> dict[str, float]` under `name`."""
     def decorate(fn: Callable[[MetricContext], dict[str, float]]):
         if name in METRICS:
             raise ValueError(f"metric {name!r} is registered twice")
-        METRICS[name] = Metric(name, fn, needs_real, (fn.__doc__ or "").strip().split("\n")[0])
+        doc = (fn.__doc__ or "").strip().split("\n")[0]
+        METRICS[name] = Metric(name, fn, needs_real, needs_probs, doc)
         return fn
     return decorate
 
@@ -142,7 +145,7 @@ def _density_coverage(context: MetricContext) -> dict[str, float]:
     return {"density": density, "coverage": coverage}
 
 
-@register_metric("is")
+@register_metric("is", needs_probs=True)
 def _inception_score(context: MetricContext) -> dict[str, float]:
     """Inception Score from the extractor's class probabilities, over splits (higher is better)."""
     probs = context.require("fake_probs", "is")
