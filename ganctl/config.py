@@ -70,6 +70,9 @@ class TrainConfig:
     on_nan: str = "stop"                # stop | rollback
     nan_retries: int = 3                # rollback: attempts before giving up
     sample_grid: int = 64               # images in each snapshot grid
+    eval_every: int = 0                 # steps between in-training evaluations; 0 disables
+    eval_num: int = 2000                # samples per in-training evaluation
+    eval_metrics: List[str] = field(default_factory=lambda: ["fid"])  # first one picks `best`
 
 
 @dataclass
@@ -97,17 +100,20 @@ class SampleConfig:
 
 @dataclass
 class EvalConfig:
-    run: Optional[str] = None
-    checkpoint: Optional[int] = None
-    fake: Optional[str] = None
-    real: Optional[str] = None
-    sweep: Optional[str] = None
-    num: int = 10000
-    metrics: List[str] = field(default_factory=lambda: ["fid", "kid", "precision_recall"])
+    run: Optional[str] = None           # score a run's checkpoint against its dataset
+    checkpoint: Optional[int] = None    # step; default the latest
+    fake: Optional[str] = None          # ...or any two sets: npz / image folder
+    real: Optional[str] = None          # npz / image folder / dataset name (mnist, cifar10, ...)
+    sweep: Optional[str] = None         # ...or gather a multirun's jobs into one table
+    num: int = 10000                    # generated samples (and at most this many real ones)
+    metrics: List[str] = field(default_factory=lambda: ["auto"])
     features: str = "auto"              # auto | classifier | inception | pixels
+    inception_weights: Optional[str] = None  # a local InceptionV3 .h5 for offline machines
+    split: str = "train"                # real split a run is compared with
     ema: bool = True
     seed: int = 0
     batch_size: int = 250
+    sort_by: Optional[str] = None       # sweep table: default the first metric
 
 
 def register_configs() -> None:

@@ -184,3 +184,44 @@ def _read_image_folder(folder: Path, limit: int | None) -> np.ndarray:
         images = [np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
                   for image in images]
     return np.stack(images)
+
+
+# --- Scoring a generator (used by `ganctl eval run=...` and by train.eval_every) ------------------
+
+LOWER_IS_BETTER = {"fid", "kid", "kid_std", "kl", "is_std"}
+
+
+def auto_metrics(points: bool, extractor) -> list[str]:
+    """What a researcher comparing GANs reports by default for this kind of data."""
+    if points:
+        return ["modes", "precision_recall"]
+    return ["fid", "kid", "precision_recall", "density_coverage"] + (
+        ["is"] if extractor.gives_probs else [])
+
+
+def dataset_name(dataset_cfg) -> str:
+    """The config choice (mnist, cifar10, ...): YAML stem = module name, ganctl's naming rule."""
+    return str(dataset_cfg["_target_"]).split(".")[2]
+
+
+def score_generator(generator, dataset, name: str, metric_names, extractor, *, num: int,
+                    seed: int = 0, split: str = "train", batch_size: int = 250) -> dict:
+    """Generate `num` samples and score them against up to `num` real ones."""
+    from ganctl.training.snapshots import to_uint8
+    from ganctl.training.steps import generate
+
+    z = np.random.default_rng(seed).standard_normal((num, generator.input_shape[-1]))
+    fake = generate(generator, z.astype(np.float32))
+    points = dataset.kind == "points"
+    names = auto_metrics(points, extractor) if list(metric_names) in (["auto"], []) else metric_names
+    needs_real = registry.needs_real(registry.check_metric_names(names))
+    real = dataset.arrays(split, limit=num)[0] if needs_real else None
+    return evaluate(fake.astype(np.float64) if points else to_uint8(fake), real, names, extractor,
+                    modes=getattr(dataset, "modes", None), mode_std=getattr(dataset, "std", None),
+                    seed=seed, batch_size=batch_size)
+
+
+def headline(result: dict) -> tuple[str, float]:
+    """(name, value) of the first metric value: what `best` checkpoints and sweeps sort by."""
+    name, value = next(iter(result["metrics"].items()))
+    return name, value
