@@ -19,6 +19,7 @@ from ganctl.training.checkpoints import Checkpoints
 from ganctl.training.components import (build_dataset, build_discriminator, build_generator,
                                         build_loss, clone_generator)
 from ganctl.training.metrics_log import MetricsLog
+from ganctl.training.periodic_eval import PeriodicEval
 from ganctl.training.snapshots import save_snapshot
 from ganctl.training.steps import generate, make_train_step
 
@@ -103,6 +104,7 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
         z_dim=cfg.model.z_dim, ema_decay=t.ema, step=step,
         first_nonfinite_step=first_nonfinite_step, jit_compile=t.jit_compile)
     metrics = MetricsLog(run_dir)
+    periodic_eval = PeriodicEval(cfg, dataset, checkpoints.directory, **trackables)
     progress = tqdm(total=t.steps, initial=start_step, unit="step", dynamic_ncols=True,
                     disable=not (t.progress and sys.stderr.isatty()))
     stop = _StopSignals()
@@ -133,6 +135,9 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
                 last_step, last_time = current, now
             if current % t.sample_every == 0 or current == t.steps:
                 snapshot(current)
+            if periodic_eval.due(current):
+                metrics.write(current, periodic_eval(
+                    current, ema_generator if ema_generator is not None else generator))
             if current % t.checkpoint_every == 0 or current == t.steps or stop.signum:
                 _check_finite(first_nonfinite_step, values, weights=generator.weights
                               + discriminator.weights)

@@ -1,0 +1,54 @@
+"""train.eval_every: score the generator on a small sample during training and keep the best."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import tensorflow as tf
+
+from ganctl.evaluation import LOWER_IS_BETTER, dataset_name, headline, score_generator
+from ganctl.metrics.features import build_extractor
+
+log = logging.getLogger("ganctl")
+BEST_DIR = "best"
+
+
+class PeriodicEval:
+    """Every `train.eval_every` steps: metrics into metrics.jsonl, and checkpoints/best/.
+
+    `best` follows the first value of the first metric in train.eval_metrics (lower is better
+    for FID/KID, higher for the rest).
+    """
+
+    def __init__(self, cfg, dataset, checkpoint_dir: Path, **trackables):
+        t = cfg.train
+        self.every, self.num, self.metrics, self.seed = t.eval_every, t.eval_num, list(t.eval_metrics), t.seed
+        self.dataset, self.name = dataset, dataset_name(cfg.dataset)
+        if not self.every:
+            return
+        self.extractor = build_extractor("auto", dataset=dataset, dataset_name=self.name,
+                                         points=dataset.kind == "points")
+        self.best_dir = checkpoint_dir / BEST_DIR
+        self.best_file = self.best_dir / "best.json"
+        self.best = json.loads(self.best_file.read_text()) if self.best_file.is_file() else None
+        self.manager = tf.train.CheckpointManager(tf.train.Checkpoint(**trackables),
+                                                  str(self.best_dir), max_to_keep=1)
+
+    def due(self, step: int) -> bool:
+        return bool(self.every) and step % self.every == 0
+
+    def __call__(self, step: int, generator) -> dict:
+        result = score_generator(generator, self.dataset, self.name, self.metrics, self.extractor,
+                                 num=self.num, seed=self.seed)
+        name, value = headline(result)
+        lower = name in LOWER_IS_BETTER
+        if self.best is None or (value < self.best["value"] if lower else value > self.best["value"]):
+            self.manager.save(checkpoint_number=step)
+            self.best = {"metric": name, "value": value, "step": step}
+            self.best_file.write_text(json.dumps(self.best) + "\n")
+            log.info("eval at step %d: %s %.4g (new best, saved to %s)", step, name, value, self.best_dir)
+        else:
+            log.info("eval at step %d: %s %.4g (best %.4g at step %d)", step, name, value,
+                     self.best["value"], self.best["step"])
+        return {f"eval/{k}": v for k, v in result["metrics"].items()}
