@@ -100,7 +100,7 @@ def test_fid_survives_a_singular_covariance_product():
 def test_fid_with_fewer_samples_than_dimensions_is_a_clear_error():
     features = rng(7).normal(size=(100, 128))
     with pytest.raises(UserError,
-                       match=r"100 samples for 128-dimensional.*eval\.num.*lower-dimensional"):
+                       match=r"100 samples for 128-dimensional.*num=.*lower-dimensional"):
         fid.fid(features, features)
 
 

@@ -101,9 +101,10 @@ def check_enough_samples(n: int, dim: int, which: str, extractor: str = "") -> N
         using = f" (features={extractor})" if extractor else ""
         raise UserError(f"FID needs more samples than feature dimensions, but the {which} set has "
                         f"{n} samples for {dim}-dimensional features{using}, so its covariance is "
-                        f"singular. Raise eval.num to more than {dim} (10,000 or more is usual for "
-                        "a stable FID) or use a lower-dimensional feature extractor "
-                        "(features=classifier or features=pixels).")
+                        f"singular. Give more than {dim} samples (ganctl eval num=..., "
+                        "train.eval_num=... during training; 10,000 or more is usual for a stable "
+                        "FID) or use a lower-dimensional feature extractor (features=classifier "
+                        "for mnist, fashion_mnist and cifar10).")
 
 
 def fid(real_features: np.ndarray, fake_features: np.ndarray, extractor: str = "") -> float:
