@@ -61,6 +61,7 @@ def data_overrides(tmp_path_factory) -> dict[str, list[str]]:
         "fashion_mnist": [f"dataset.path={root / 'fashion'}"],
         "cifar10": [f"dataset.path={root / 'cifar' / 'cifar-10-batches-bin'}"],
         "folder": [f"dataset.path={root / 'images'}", "dataset.resolution=32"],
+        "stacked_mnist": ["dataset.size=256"],
         "ring": ["dataset.size=512"],
         "grid": ["dataset.size=512"],
     }

@@ -489,6 +489,8 @@ def build_extractor(name: str, *, dataset=None, dataset_name: str | None = None,
                         f"{', '.join(CLASSIFIER_DATASETS)} to train on, but the dataset is "
                         f"{dataset_name or 'not known'}. Use features=inception or "
                         "features=pixels.")
+    if dataset_name == "stacked_mnist":
+        dataset = getattr(dataset, "digits", dataset)  # StackedMNIST carries its MNIST
     if dataset_name == "stacked_mnist" and tuple(dataset.image_shape) != (28, 28, 1):
         # The cache key is MNIST's: training on stacked images would overwrite the digit model.
         raise ValueError("build_extractor: for stacked_mnist pass the MNIST dataset (28x28x1 "
