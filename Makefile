@@ -21,10 +21,10 @@ train: $(STAMP)  ## train on the default config (MNIST, DCGAN, non-saturating lo
 	$(VENV)/bin/ganctl train
 
 test: $(STAMP)  ## the whole test suite (what CI runs)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 test-fast: $(STAMP)  ## the suite without the slow end-to-end tests
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto -m "not slow"
 
 bench: $(STAMP)  ## speed and memory figures as JSON lines (ratios measured side by side)
 	$(PY) -m ganctl.bench

@@ -23,15 +23,37 @@ def test_every_combination_trains_and_checkpoints(model, dataset, loss, compose_
 
     from ganctl.training.loop import train
 
+    # One critic step per G step keeps 60 combinations fast; the default 5 is tested below.
     cfg = compose_cfg([f"model={model}", f"dataset={dataset}", f"loss={loss}", "train.steps=2",
-                       *data_overrides[dataset]])
+                       "loss.d_steps_per_g_step=1", *data_overrides[dataset]])
     train(cfg, tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert all(np.isfinite(r[k]) for r in rows for k in ("d_loss", "g_loss", "d_real", "d_fake"))
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == ["ckpt-2.index"]
     generator = keras.saving.load_model(tmp_path / "generator.keras", safe_mode=True)
-    assert generator.output_shape[1:] == generator.output_shape[1:]
+    assert generator.output_shape[1:] == tuple(cfg_shape(tmp_path))
+
+
+def cfg_shape(run_dir):
+    """The data shape a run trained on, as its saved config and dataset describe it."""
+    from ganctl.training import rundir
+    from ganctl.training.components import build_dataset
+
+    return build_dataset(rundir.load_run_config(run_dir).dataset).image_shape
+
+
+def test_critic_steps_each_take_their_own_batch(compose_cfg, data_overrides, tmp_path):
+    """wgan_gp's 5 critic updates per G update each see a fresh real batch."""
+    from ganctl.training.loop import train
+
+    cfg = compose_cfg(["model=mlp", "dataset=ring", "loss=wgan_gp", "train.steps=3",
+                       *data_overrides["ring"]])
+    assert cfg.loss.d_steps_per_g_step == 5
+    train(cfg, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["images_seen"] for r in rows] == [8 * 5 * s for s in (1, 2, 3)]
+    assert all(r["gp"] > 0 for r in rows)
 
 
 def test_train_sample_resume_cycle_through_the_cli(tmp_path):
