@@ -88,3 +88,15 @@ def test_sweep_table_sorted_by_metric(tmp_path):
     values = [float(row.split("|")[column]) for row in table[2:]]
     assert values == sorted(values, reverse=True)
     assert (sweep / "eval_summary.csv").read_text().count("\n") == 3
+
+
+def test_fid_on_real_data_is_small_and_rises_with_blur_and_noise():
+    """Real vs real scores ~0; FID grows monotonically as one half is damaged more."""
+    from ganctl.metrics.sanity import table
+
+    rows = {r["change"]: r for r in table("mnist", features="pixels", n=1000)}
+    blur = [rows[k]["fid"] for k in ("none", "blur 0.5", "blur 1", "blur 2")]
+    noise = [rows[k]["fid"] for k in ("none", "noise 16", "noise 32", "noise 64")]
+    assert blur == sorted(blur) and noise == sorted(noise), rows
+    assert rows["none"]["fid"] < 0.25 * rows["blur 1"]["fid"]
+    assert rows["none"]["precision"] > 0.8 and rows["none"]["recall"] > 0.8

@@ -12,8 +12,12 @@ from ganctl.errors import UserError
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """k(x, y) = (x . y / d + 1)^3, the kernel of the KID paper."""
-    gram = x @ y.T / x.shape[1] + 1.0
-    return gram * gram * gram   # several times faster than ** 3
+    gram = x @ y.T
+    gram /= x.shape[1]
+    gram += 1.0
+    cube = gram * gram  # in place and without ** 3: the kernel dominates KID's run time
+    cube *= gram
+    return cube
 
 
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
