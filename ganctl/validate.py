@@ -21,12 +21,17 @@ _SKIP_PRECHECK = {"--help", "-h", "--hydra-help", "--config-path", "-cp", "--con
 
 _POSITIVE = ["train.steps", "train.batch_size", "train.log_every", "train.sample_every",
              "train.checkpoint_every", "train.keep_checkpoints", "train.sample_grid",
-             "train.nan_retries", "loss.d_steps_per_g_step", "model.z_dim",
+             "train.nan_retries", "train.steps_per_call", "loss.d_steps_per_g_step", "model.z_dim",
              "model.generator.width", "model.discriminator.width"]
 _POSITIVE_FLOAT = ["train.g_lr", "train.d_lr"]
 _UNIT_INTERVAL = ["train.g_beta1", "train.g_beta2", "train.d_beta1", "train.d_beta2", "train.ema",
                   "model.generator.dropout", "model.discriminator.dropout"]
-_CHOICES = {"train.on_nan": ("stop", "rollback"), "dataset.on_bad_file": ("skip", "error")}
+_CHOICES = {"train.on_nan": ("stop", "rollback"), "dataset.on_bad_file": ("skip", "error"),
+            "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+            "train.update_rule": ("alternating", "simultaneous")}
+# Steps at which the loop acts; with train.steps_per_call=K it only sees every K-th step.
+_STEP_MULTIPLES = ["train.steps", "train.log_every", "train.sample_every",
+                   "train.checkpoint_every", "train.eval_every"]
 
 
 def precheck(command: str, args: list[str]) -> None:
@@ -122,7 +127,8 @@ def check_train_config(cfg: DictConfig) -> None:
     for key in _POSITIVE + _POSITIVE_FLOAT:
         value = _get(cfg, key)
         if value is not None and value <= 0:
-            raise UserError(f"{key}={value} must be positive ({'> 0' if key in _POSITIVE_FLOAT else '1 or more'}).")
+            accepted = "> 0" if key in _POSITIVE_FLOAT else "1 or more"
+            raise UserError(f"{key}={value} must be positive ({accepted}).")
     for key in _UNIT_INTERVAL:
         value = _get(cfg, key)
         if value is not None and not 0 <= value < 1:
@@ -138,6 +144,24 @@ def check_train_config(cfg: DictConfig) -> None:
         raise UserError("model.discriminator.batch_norm=true cannot be combined with a gradient "
                         f"penalty (loss.gp_weight={cfg.loss.gp_weight}); set "
                         "model.discriminator.batch_norm=false or pick another loss.")
+    _check_speed_options(cfg)
+
+
+def _check_speed_options(cfg: DictConfig) -> None:
+    if cfg.train.update_rule == "simultaneous" and cfg.loss.d_steps_per_g_step != 1:
+        raise UserError("train.update_rule=simultaneous updates D and G from one forward pass, "
+                        f"so it needs loss.d_steps_per_g_step=1 (got {cfg.loss.d_steps_per_g_step}); "
+                        "use train.update_rule=alternating with this loss.")
+    per_call = cfg.train.steps_per_call
+    if per_call > 1:
+        # 0 disables eval_every, and 0 is a multiple of anything.
+        off = [f"{k}={_get(cfg, k)}" for k in _STEP_MULTIPLES
+               if _get(cfg, k) is not None and _get(cfg, k) % per_call]
+        if off:
+            raise UserError(f"train.steps_per_call={per_call} runs {per_call} steps per call, so "
+                            "the loop can only log, sample, evaluate, checkpoint and stop at "
+                            f"multiples of {per_call}, but {', '.join(off)} is not one. Make them "
+                            f"multiples of {per_call} or lower train.steps_per_call.")
 
 
 def check_sample_config(cfg: DictConfig) -> None:

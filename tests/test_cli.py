@@ -89,3 +89,18 @@ def test_bad_input_is_one_paragraph_and_leaves_nothing(tmp_path, args, message):
     assert re.search(message, " ".join(result.stderr.split()), re.S), result.stderr
     assert len(result.stderr.strip().split("\n\n")) == 1  # one paragraph
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no run folder created
+
+
+def test_config_dir_adds_a_users_own_options(tmp_path):
+    """--config-dir DIR: DIR/dataset/mine.yaml becomes dataset=mine, validated like the rest."""
+    (tmp_path / "mine" / "dataset").mkdir(parents=True)
+    (tmp_path / "mine" / "dataset" / "wide_ring.yaml").write_text(
+        "_target_: ganctl.datasets.mixtures.Ring\nstd: 0.05\nsize: 1000\n")
+    (tmp_path / "mine" / "dataset" / "typo.yaml").write_text(
+        "_target_: ganctl.datasets.mixtures.Ring\nstdd: 0.05\n")
+    result = ganctl("train", "--config-dir", str(tmp_path / "mine"), "dataset=wide_ring",
+                    "model=mlp", "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "std: 0.05" in result.stdout
+    result = ganctl("train", "--config-dir", str(tmp_path / "mine"), "dataset=typo", cwd=tmp_path)
+    assert result.returncode == 2 and "stdd" in result.stderr and "Traceback" not in result.stderr

@@ -84,7 +84,7 @@ def load_generator(run_dir: Path, checkpoint: int | None = None, ema: bool = Tru
         generator = trackables["ema_generator"] = clone_generator(generator)
     elif ema:
         log.info("this run kept no EMA generator (train.ema=0); using the raw generator")
-    checkpoints = Checkpoints(run_dir / rundir.CHECKPOINT_DIR, keep=1000, **trackables)
+    checkpoints = Checkpoints(run_dir / rundir.CHECKPOINT_DIR, **trackables)
     step = checkpoints.restore(checkpoint, partial=True)
     if step is None:
         raise UserError(f"run={run_dir} has no checkpoint yet in {checkpoints.directory}; train it "
@@ -119,5 +119,6 @@ def _check_writable(out: Path, fmt: str) -> None:
     if fmt == "png" and out.exists() and not out.is_dir():
         raise UserError(f"out={out} is a file; format=png writes a folder of PNG files there.")
     if fmt != "png" and out.is_dir():
+        suffix = {"npz": "npz", "grid": "png", "gif": "gif"}[fmt]
         raise UserError(f"out={out} is a directory; format={fmt} writes one file. "
-                        f"Give a file name such as {out / ('samples.' + ('npz' if fmt == 'npz' else 'png' if fmt == 'grid' else 'gif'))}.")
+                        f"Give a file name such as {out / ('samples.' + suffix)}.")
