@@ -6,14 +6,13 @@ import json
 import numpy as np
 import pytest
 
+from ganctl.errors import UserError
 from tests.helpers import config_choices, ganctl
 
-IMAGE_DATASETS = [d for d in config_choices("dataset") if d not in ("ring", "grid")]
 COMBINATIONS = [(model, dataset, loss)
                 for model in config_choices("model")
                 for dataset in config_choices("dataset")
-                for loss in config_choices("loss")
-                if model != "dcgan" or dataset in IMAGE_DATASETS]  # dcgan needs images
+                for loss in config_choices("loss")]
 
 
 @pytest.mark.parametrize("model,dataset,loss", COMBINATIONS)
@@ -26,7 +25,13 @@ def test_every_combination_trains_and_checkpoints(model, dataset, loss, compose_
     # One critic step per G step keeps 60 combinations fast; the default 5 is tested below.
     cfg = compose_cfg([f"model={model}", f"dataset={dataset}", f"loss={loss}", "train.steps=2",
                        "loss.d_steps_per_g_step=1", *data_overrides[dataset]])
-    train(cfg, tmp_path)
+    try:
+        train(cfg, tmp_path)
+    except UserError as err:
+        # A model may refuse data it was not designed for (dcgan: 2-D points; the tutorial's
+        # DCGAN: anything but 28x28x1), but only with a message that names the mismatch.
+        assert any(word in str(err) for word in ("image data", "28x28", "resolution")), err
+        pytest.skip(f"{model} does not take {dataset}: {err}")
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert all(np.isfinite(r[k]) for r in rows for k in ("d_loss", "g_loss", "d_real", "d_fake"))
