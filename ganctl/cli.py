@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from ganctl import __version__
 from ganctl.config import register_configs
-from ganctl.errors import UserError, format_error
+from ganctl.errors import DISK_FULL_ERRNOS, Interrupted, UserError, WriteFailed, format_error
 
 log = logging.getLogger("ganctl")
 
@@ -58,20 +58,34 @@ def _job(command: str, cfg: DictConfig):
         if multirun:
             _write_status(run_dir, "ok")
         return result
-    except (UserError, KeyboardInterrupt, Exception) as err:  # noqa: B014 - order documents intent
-        is_user = isinstance(err, UserError)
-        if not multirun:
-            if not is_user:
-                raise
-            if fresh:
-                _remove_if_untouched(run_dir)
-            print(format_error(str(err)), file=sys.stderr)
-            sys.exit(err.exit_code)
-        # In a sweep sys.exit() would end every remaining job; record the failure instead.
-        message = str(err) if is_user else f"{type(err).__name__}: {err}"
-        log.error(format_error(message))
-        _write_status(run_dir, "failed", message)
-        return None
+    except (UserError, KeyboardInterrupt, Exception) as caught:  # noqa: B014 - documents intent
+        err = _as_user_error(caught)
+        if multirun and not isinstance(err, Interrupted):
+            # In a sweep sys.exit() would end every remaining job; record the failure instead.
+            message = str(err) if err else f"{type(caught).__name__}: {caught}"
+            log.error(format_error(message))
+            _write_status(run_dir, "failed", message)
+            return None
+        if err is None:
+            raise
+        if multirun:  # a signal stops the whole sweep, as the user asked
+            _write_status(run_dir, "interrupted", str(err))
+        if fresh:
+            _remove_if_untouched(run_dir)
+        print(format_error(str(err)), file=sys.stderr)
+        sys.exit(err.exit_code)
+
+
+def _as_user_error(caught: BaseException) -> UserError | None:
+    """The one-paragraph form of what stopped a job, or None for a bug (it keeps its traceback)."""
+    if isinstance(caught, UserError):
+        return caught
+    if isinstance(caught, KeyboardInterrupt):  # before the training loop took over SIGINT
+        return Interrupted("interrupted by SIGINT (Ctrl-C).", 130)
+    if isinstance(caught, OSError) and caught.errno in DISK_FULL_ERRNOS:
+        return WriteFailed(f"could not write {caught.filename or 'a file'}: {caught.strerror}. The "
+                           "disk may be full; free some space, then run again (or resume).")
+    return None
 
 
 def _write_status(run_dir: Path, status: str, error: str | None = None) -> None:
@@ -85,6 +99,15 @@ def _remove_if_untouched(run_dir: Path) -> None:
     if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= hydra_only:
         logging.shutdown()
         shutil.rmtree(run_dir, ignore_errors=True)
+        # Hydra made outputs/<date>/ (and outputs/) for it too: remove those if now empty.
+        cwd = Path.cwd().resolve()
+        for parent in run_dir.resolve().parents:
+            if cwd not in parent.parents:
+                break
+            try:
+                parent.rmdir()  # fails, as it should, on a folder that holds anything
+            except OSError:
+                break
 
 
 class SweepSummary(Callback):
@@ -114,18 +137,35 @@ def _hydra_app(command: str):
 
 def _precheck(command: str, args: list[str]) -> list[str]:
     """Checks Hydra would only report with a traceback, and `resume=` routing into the old run."""
+    if any(a.split("=", 1)[0] == "--experimental-rerun" for a in args):
+        raise UserError("--experimental-rerun is not supported: it unpickles a file, and a pickle "
+                        "can run any code. Continue a run with: ganctl train resume=<run dir>.")
     for arg in args:
         if arg.startswith("hydra.run.dir=") or arg.startswith("hydra.sweep.dir="):
             _check_not_inside_file(arg.split("=", 1)[1], arg.split("=", 1)[0])
+    # A sweep job's folder is named like `0_loss=ns,seed=1`: as it stands, Hydra would read the
+    # commas and '=' as override syntax, so a run folder is passed on to Hydra quoted.
+    args = [f"{a.split('=', 1)[0]}={_quoted(_unquoted(a.split('=', 1)[1]))}"
+            if a.split("=", 1)[0] in ("resume", "run") else a for a in args]
     if command == "train":
-        resume = [a.split("=", 1)[1] for a in args if a.startswith("resume=")]
+        resume = [_unquoted(a.split("=", 1)[1]) for a in args if a.startswith("resume=")]
         if resume:
             from ganctl.training.rundir import check_run_dir
 
             run_dir = check_run_dir(resume[-1], what="resume")
             # Log into the run being resumed; keep its original .hydra/ provenance untouched.
-            args = [*args, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
+            args = [*args, f"hydra.run.dir={_quoted(str(run_dir))}", "hydra.output_subdir=null"]
     return args
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def _unquoted(value: str) -> str:
+    if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1].replace("\\" + value[0], value[0])
+    return value
 
 
 def _check_not_inside_file(path: str, key: str) -> None:

@@ -32,6 +32,7 @@ class NetworkConfig:
     depth: int = 2                      # mlp: hidden layers; dcgan: ignored (follows resolution)
     batch_norm: bool = False
     dropout: float = 0.0
+    spectral_norm: bool = False         # discriminator: spectral normalisation (Miyato et al. 2018)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class LossConfig:
     _target_: str = MISSING
     d_steps_per_g_step: int = 1         # critic updates per generator update (WGAN-GP uses 5)
     gp_weight: float = 0.0              # gradient penalty weight (lambda); 0 disables it
+    r1_weight: float = 0.0              # R1 penalty on real images (gamma, Mescheder 2018); 0 off
 
 
 @dataclass
@@ -66,7 +68,14 @@ class TrainConfig:
     keep_checkpoints: int = 3
     progress: bool = True
     jit_compile: bool = False           # XLA; measured slower on CPU, helps on GPU
+    precision: str = "float32"          # float32 | mixed_bfloat16 | mixed_float16 | auto (bf16 on CPUs with it)
+    update_rule: str = "alternating"    # alternating | simultaneous (the TF DCGAN tutorial's)
+    joint_d_call: bool = False          # one D call on concat(real, fake) when D has no BN
+    steps_per_call: int = 1             # training steps per compiled call (GPU dispatch)
     deterministic: bool = False         # op determinism for bit-exact resume (slower)
+    augment: str = "none"               # none | diffaug (DiffAugment, Zhao et al. 2020)
+    # diffaug: the transforms, applied in this order; e.g. train.augment_policy=[translation,cutout]
+    augment_policy: List[str] = field(default_factory=lambda: ["color", "translation", "cutout"])
     on_nan: str = "stop"                # stop | rollback
     nan_retries: int = 3                # rollback: attempts before giving up
     sample_grid: int = 64               # images in each snapshot grid

@@ -1,6 +1,7 @@
 """UserError and the one-paragraph message ganctl prints for bad input."""
 from __future__ import annotations
 
+import errno
 import textwrap
 
 
@@ -19,8 +20,19 @@ class TrainingDiverged(UserError):
 def format_error(message: str, width: int = 100) -> str:
     """`ganctl: error: ...` wrapped as a single paragraph."""
     paragraph = " ".join(str(message).split())
+    # Never break inside a path or command: it is copied from here (resume=...).
     return textwrap.fill(paragraph, width=width, initial_indent="ganctl: error: ",
-                         subsequent_indent="  ")
+                         subsequent_indent="  ", break_on_hyphens=False, break_long_words=False)
+
+
+class WriteFailed(UserError):
+    """A write to the run folder failed (full disk, quota); what was saved before is intact."""
+
+    exit_code = 4
+
+
+# OSErrors that mean "the disk is full" (EFBIG: a file-size limit, as `ulimit -f` sets).
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class Interrupted(UserError):

@@ -15,16 +15,29 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganctl.errors import UserError
 
+# Per schema: the package its targets must live in, and whether a target must be a class.
+_KINDS = {"DatasetConfig": ("ganctl.datasets.", True), "LossConfig": ("ganctl.losses.", True),
+          "NetworkConfig": ("ganctl.models.", False)}
 
-def resolve_target(target: str, where: str) -> Any:
+
+def resolve_target(target: str, where: str, schema: type | None = None) -> Any:
     if not isinstance(target, str) or not target.startswith("ganctl."):
         raise UserError(f"{where}._target_={target!r} is not allowed: ganctl only builds its own "
                         "objects (a target starting with 'ganctl.').")
     module_name, _, attr = target.rpartition(".")
     try:
-        return getattr(importlib.import_module(module_name), attr)
+        factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
         raise UserError(f"{where}._target_={target} does not exist in ganctl ({err}).") from err
+    package, needs_class = _KINDS.get(getattr(schema, "__name__", ""), ("ganctl.", False))
+    # Only what is defined where the target says, in the package for its kind: a name a module
+    # merely imports (ganctl.x.Path, ganctl.x.rmtree) or a ganctl helper elsewhere is refused.
+    if (getattr(factory, "__module__", None) != module_name or not target.startswith(package)
+            or not (inspect.isclass(factory) if needs_class else callable(factory))):
+        kind = "a class" if needs_class else "a function or class"
+        raise UserError(f"{where}._target_={target} is not allowed: it must name {kind} defined "
+                        f"in a module of {package.rstrip('.')}.")
+    return factory
 
 
 # Fields ganctl fills in to record what happened; they are never constructor arguments.
@@ -45,7 +58,7 @@ def check(node: DictConfig | dict, where: str, schema: type | None = None,
 
 def _arguments(node, where: str, schema, context: dict) -> tuple[Any, dict]:
     values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
-    factory = resolve_target(values.pop("_target_", None), where)
+    factory = resolve_target(values.pop("_target_", None), where, schema)
     accepted = inspect.signature(factory).parameters
     defaults = {}
     if schema is not None:

@@ -28,7 +28,8 @@ _UNIT_INTERVAL = ["train.g_beta1", "train.g_beta2", "train.d_beta1", "train.d_be
                   "model.generator.dropout", "model.discriminator.dropout"]
 _CHOICES = {"train.on_nan": ("stop", "rollback"), "dataset.on_bad_file": ("skip", "error"),
             "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
-            "train.update_rule": ("alternating", "simultaneous")}
+            "train.update_rule": ("alternating", "simultaneous"),
+            "train.augment": ("none", "diffaug")}
 # Steps at which the loop acts; with train.steps_per_call=K it only sees every K-th step.
 _STEP_MULTIPLES = ["train.steps", "train.log_every", "train.sample_every",
                    "train.checkpoint_every", "train.eval_every"]
@@ -137,14 +138,25 @@ def check_train_config(cfg: DictConfig) -> None:
         value = _get(cfg, key)
         if value is not None and value not in choices:
             raise UserError(f"{key}={value} is not one of: {', '.join(choices)}.")
-    if cfg.loss.gp_weight < 0:
-        raise UserError(f"loss.gp_weight={cfg.loss.gp_weight} must be 0 or more.")
-    if cfg.loss.gp_weight > 0 and cfg.model.discriminator.batch_norm:
+    if cfg.train.augment == "none" and list(cfg.train.augment_policy) != _default("augment_policy"):
+        raise UserError(f"train.augment_policy={list(cfg.train.augment_policy)} has no effect with "
+                        "train.augment=none; add train.augment=diffaug.")
+    for key in ("loss.gp_weight", "loss.r1_weight"):
+        if _get(cfg, key) < 0:
+            raise UserError(f"{key}={_get(cfg, key)} must be 0 or more.")
+    penalties = [f"{k}={_get(cfg, k)}" for k in ("loss.gp_weight", "loss.r1_weight") if _get(cfg, k) > 0]
+    if penalties and cfg.model.discriminator.batch_norm:
         # The penalty is per example; batch norm makes D's output depend on the whole batch.
         raise UserError("model.discriminator.batch_norm=true cannot be combined with a gradient "
-                        f"penalty (loss.gp_weight={cfg.loss.gp_weight}); set "
-                        "model.discriminator.batch_norm=false or pick another loss.")
+                        f"penalty ({', '.join(penalties)}); set model.discriminator.batch_norm=false "
+                        "or drop the penalty.")
     _check_speed_options(cfg)
+
+
+def _default(name: str):
+    """A TrainConfig field's default value."""
+    spec = next(f for f in dataclasses.fields(schemas.TrainConfig) if f.name == name)
+    return spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
 
 
 def _check_speed_options(cfg: DictConfig) -> None:

@@ -1,6 +1,8 @@
 """`ganctl train`: a new run in Hydra's run directory, or `resume=<run dir>` to continue one."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from pathlib import Path
 
@@ -11,8 +13,10 @@ from ganctl.errors import UserError
 from ganctl.training import rundir
 from ganctl.validate import check_train_config
 
-# With resume=, these may differ from the saved run: how long to go on and how to report it.
-RESUMABLE_OVERRIDES = ("resume", "train.steps", "train.progress", "train.log_every")
+# With resume=, these may differ from the saved run: how long to go on, how to report it and how
+# often to save. None of them changes what a step computes, so a resume stays exact.
+RESUMABLE_OVERRIDES = ("resume", "train.steps", "train.progress", "train.log_every",
+                       "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints")
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
@@ -24,7 +28,24 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from ganctl.training.loop import train
 
-    return train(cfg, run_dir, resuming=resuming)
+    with _only_writer(run_dir):
+        return train(cfg, run_dir, resuming=resuming)
+
+
+@contextlib.contextmanager
+def _only_writer(run_dir: Path):
+    """Hold an exclusive lock on the run folder: two processes training one run would delete
+    each other's unfinished saves. The kernel drops the lock when the process dies, even by kill."""
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{run_dir} is being trained by another ganctl process right now; "
+                            "wait for it to finish or stop it before resuming.") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _config_for_resume(cfg: DictConfig, run_dir: Path) -> DictConfig:
@@ -41,5 +62,4 @@ def _config_for_resume(cfg: DictConfig, run_dir: Path) -> DictConfig:
             if any(o.split("=", 1)[0] == key for o in overrides):
                 OmegaConf.update(saved, key, OmegaConf.select(cfg, key))
         saved.resume = str(run_dir)
-    OmegaConf.save(saved, run_dir / rundir.CONFIG_FILE)
-    return saved
+    return saved  # written back by the loop once the checkpoint has been restored

@@ -29,8 +29,8 @@ class Minimax(Loss):
 
     uses_sigmoid = True
 
-    def __init__(self, d_steps_per_g_step: int = 1):
-        super().__init__(d_steps_per_g_step=check_d_steps(d_steps_per_g_step))
+    def __init__(self, d_steps_per_g_step: int = 1, r1_weight: float = 0.0):
+        super().__init__(d_steps_per_g_step=check_d_steps(d_steps_per_g_step), r1_weight=r1_weight)
 
     def discriminator_loss(self, real_logits, fake_logits):
         return binary_cross_entropy(real_logits, fake_logits)

@@ -26,12 +26,12 @@ def random_interpolation(real_images, fake_images, seed_generator):
 class WassersteinGP(Loss):
     """D maximises mean(D(real)) - mean(D(fake)); penalty keeps ||grad D|| near 1 in between."""
 
-    def __init__(self, d_steps_per_g_step: int = 1, gp_weight: float = 0.0):
+    def __init__(self, d_steps_per_g_step: int = 1, gp_weight: float = 0.0, r1_weight: float = 0.0):
         if isinstance(gp_weight, bool) or not isinstance(gp_weight, (int, float)) or not gp_weight >= 0:
             raise UserError(f"loss.gp_weight={gp_weight} is invalid: the gradient penalty weight "
                             "must be a number >= 0 (the paper uses 10; 0 disables the penalty).")
         super().__init__(d_steps_per_g_step=check_d_steps(d_steps_per_g_step),
-                         gp_weight=float(gp_weight))
+                         gp_weight=float(gp_weight), r1_weight=r1_weight)
 
     def discriminator_loss(self, real_logits, fake_logits):
         return (ops.mean(ops.cast(fake_logits, "float32"))
@@ -40,7 +40,7 @@ class WassersteinGP(Loss):
     def generator_loss(self, fake_logits):
         return -ops.mean(ops.cast(fake_logits, "float32"))
 
-    def penalty(self, discriminator, real_images, fake_images, seed_generator):
+    def own_penalty(self, discriminator, real_images, fake_images, seed_generator):
         if self.gp_weight == 0:
             # Skip the extra forward/backward pass; nothing would be added.
             return ops.zeros((), dtype="float32")

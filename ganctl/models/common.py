@@ -1,6 +1,8 @@
 """Checks and small pieces shared by the model builders."""
 from __future__ import annotations
 
+import keras
+
 from ganctl.errors import UserError
 
 
@@ -15,6 +17,19 @@ def check_network(where: str, width: int, depth: int | None = None, dropout: flo
     if not 0.0 <= dropout < 1.0:
         raise UserError(f"{where}.dropout={dropout} is invalid: it is the fraction of units "
                         "dropped and must be in [0, 1); 0 disables dropout.")
+
+
+def spectral_normalized(layer, enabled: bool = True):
+    """`layer` wrapped in spectral normalisation (Miyato et al. 2018) when enabled, else as is.
+
+    Keras' wrapper writes W / sigma(W) back into the kernel on each training call (a projection
+    after every update, where the paper differentiates through W / sigma(W)). Its own float32
+    dtype keeps that write in float32 under a mixed policy; with the policy's bfloat16 it
+    rounded the stored kernel to bfloat16 on each call, wiping out small optimizer updates.
+    """
+    if not enabled:
+        return layer
+    return keras.layers.SpectralNormalization(layer, dtype="float32", name=f"{layer.name}_sn")
 
 
 def output_activation(bounded: bool) -> str:

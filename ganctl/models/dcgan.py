@@ -8,7 +8,7 @@ import keras
 from keras import layers
 
 from ganctl.errors import UserError
-from ganctl.models.common import check_network, output_activation
+from ganctl.models.common import check_network, output_activation, spectral_normalized
 
 # 4x4 kernels divide evenly by the stride of 2, which avoids the checkerboard pattern that
 # uneven overlap of transposed convolutions produces (Odena et al. 2016).
@@ -80,7 +80,8 @@ def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: b
 
 
 def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64,
-                        batch_norm: bool = False, dropout: float = 0.0) -> keras.Model:
+                        batch_norm: bool = False, dropout: float = 0.0,
+                        spectral_norm: bool = False) -> keras.Model:
     """(H, W, C) images -> stride-2 convs down to the base grid -> Dense(1) raw logits.
 
     Batch norm is off by default: WGAN-GP's per-example gradient penalty forbids it.
@@ -94,13 +95,14 @@ def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64,
         name = f"down{level + 1}"
         # No batch norm on the first layer (Radford et al.): it sees the raw image statistics.
         normalise = batch_norm and level > 0
-        x = layers.Conv2D(_channels(width, level), KERNEL_SIZE, strides=2, padding="same",
-                          use_bias=not normalise, name=name)(x)
+        conv = layers.Conv2D(_channels(width, level), KERNEL_SIZE, strides=2, padding="same",
+                             use_bias=not normalise, name=name)
+        x = spectral_normalized(conv, spectral_norm)(x)
         if normalise:
             x = layers.BatchNormalization(name=f"{name}_bn")(x)
         x = layers.LeakyReLU(negative_slope=0.2, name=f"{name}_lrelu")(x)
         if dropout > 0:
             x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     x = layers.Flatten(name="flatten")(x)
-    logits = layers.Dense(1, name="logits")(x)
+    logits = spectral_normalized(layers.Dense(1, name="logits"), spectral_norm)(x)
     return keras.Model(images, logits, name="discriminator")

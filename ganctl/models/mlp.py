@@ -6,7 +6,7 @@ import math
 import keras
 from keras import layers
 
-from ganctl.models.common import check_network, output_activation
+from ganctl.models.common import check_network, output_activation, spectral_normalized
 
 
 def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: bool = True,
@@ -32,7 +32,7 @@ def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: b
 
 
 def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64, depth: int = 2,
-                        dropout: float = 0.0) -> keras.Model:
+                        dropout: float = 0.0, spectral_norm: bool = False) -> keras.Model:
     """Flatten -> depth x [Dense -> LeakyReLU(0.2) -> (Dropout)] -> Dense(1) raw logits.
 
     No batch norm: it couples the examples of a batch, which the gradient penalty forbids.
@@ -41,9 +41,9 @@ def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64, d
     images = keras.Input(shape=tuple(int(d) for d in image_shape), name="images")
     x = layers.Flatten(name="flatten")(images)
     for i in range(depth):
-        x = layers.Dense(width, name=f"dense{i}")(x)
+        x = spectral_normalized(layers.Dense(width, name=f"dense{i}"), spectral_norm)(x)
         x = layers.LeakyReLU(negative_slope=0.2, name=f"dense{i}_lrelu")(x)
         if dropout > 0:
             x = layers.Dropout(dropout, name=f"dense{i}_dropout")(x)
-    logits = layers.Dense(1, name="logits")(x)
+    logits = spectral_normalized(layers.Dense(1, name="logits"), spectral_norm)(x)
     return keras.Model(images, logits, name="discriminator")

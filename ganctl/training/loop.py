@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -15,13 +16,14 @@ from tqdm import tqdm
 
 from ganctl.errors import Interrupted, TrainingDiverged, UserError
 from ganctl.training import rundir
-from ganctl.training.checkpoints import Checkpoints
+from ganctl.training.checkpoints import Checkpoints, rng_states
 from ganctl.training.components import (build_dataset, build_discriminator, build_generator,
                                         build_loss, clone_generator)
 from ganctl.training.metrics_log import MetricsLog
 from ganctl.training.periodic_eval import PeriodicEval
 from ganctl.training.snapshots import save_snapshot
-from ganctl.training.steps import generate, make_train_step
+from ganctl.training.steps import (dtype_policy, generate, make_optimizer, make_train_step,
+                                   resolve_precision)
 
 log = logging.getLogger("ganctl")
 logging.getLogger("absl").setLevel(logging.WARNING)  # TF's per-save INFO chatter
@@ -35,6 +37,8 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    precision = resolve_precision(t.precision, device)  # the dtype policy the networks get
+    log.info("precision %s (train.precision=%s) on %s", precision, t.precision, device)
 
     # --- Dataset ---------------------------------------------------------------------------------
     dataset = build_dataset(cfg.dataset)
@@ -42,14 +46,15 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     images_per_step = t.batch_size * d_steps  # real examples D sees per G update
 
     # --- Networks --------------------------------------------------------------------------------
-    generator = build_generator(cfg.model, dataset)
-    discriminator = build_discriminator(cfg.model, dataset)
-    ema_generator = clone_generator(generator) if t.ema > 0 else None
+    with dtype_policy(precision):  # layers take the policy when built; it is not left set
+        generator = build_generator(cfg.model, dataset)
+        discriminator = build_discriminator(cfg.model, dataset)
+        ema_generator = clone_generator(generator) if t.ema > 0 else None
 
     # --- Optimizers & loss -----------------------------------------------------------------------
     loss = build_loss(cfg.loss)
-    g_optimizer = keras.optimizers.Adam(t.g_lr, beta_1=t.g_beta1, beta_2=t.g_beta2)
-    d_optimizer = keras.optimizers.Adam(t.d_lr, beta_1=t.d_beta1, beta_2=t.d_beta2)
+    g_optimizer = make_optimizer(t.g_lr, t.g_beta1, t.g_beta2, precision)
+    d_optimizer = make_optimizer(t.d_lr, t.d_beta1, t.d_beta2, precision)
     # Built now so a restore fills the slots immediately and can be checked for a full match.
     g_optimizer.build(generator.trainable_variables)
     d_optimizer.build(discriminator.trainable_variables)
@@ -59,7 +64,8 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     first_nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
     seed_generator = keras.random.SeedGenerator(t.seed)
     trackables = dict(generator=generator, discriminator=discriminator, g_optimizer=g_optimizer,
-                      d_optimizer=d_optimizer, step=step, rng=seed_generator.state.value)
+                      d_optimizer=d_optimizer, step=step, rng=seed_generator.state.value,
+                      layer_rngs=rng_states(generator) + rng_states(discriminator))
     if ema_generator is not None:
         trackables["ema_generator"] = ema_generator
     checkpoints = Checkpoints(run_dir / rundir.CHECKPOINT_DIR, t.keep_checkpoints, **trackables)
@@ -68,17 +74,21 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
         if restored is None:
             raise UserError(f"resume={run_dir} has no checkpoint in {checkpoints.directory}; "
                             "nothing to resume. Start a new run instead.")
-        # The learning rate is stored in the checkpoint; the config is the source of truth.
-        g_optimizer.learning_rate.assign(t.g_lr)
-        d_optimizer.learning_rate.assign(t.d_lr)
-        log.info("resumed %s at step %d", run_dir, restored)
+        checkpoints.discard_after(restored)
+        # The checkpoint's learning rates are kept: they differ from the config only where a NaN
+        # rollback halved them, and keeping them is what makes a resume exact.
+        log.info("resumed %s at step %d (g_lr %.3g, d_lr %.3g)", run_dir, restored,
+                 _value(g_optimizer.learning_rate), _value(d_optimizer.learning_rate))
     start_step = int(step.numpy())
 
-    batches = iter(dataset.tf_dataset(images_per_step, seed=t.seed,
-                                      skip=start_step * images_per_step))
+    def batches_from(at_step: int):
+        # The order is a pure function of (seed, position), so any step can be continued exactly.
+        return iter(dataset.tf_dataset(images_per_step * t.steps_per_call, seed=t.seed,
+                                       skip=at_step * images_per_step))
+
+    batches = batches_from(start_step)
     first_real, _ = next(batches)
-    if not resuming:
-        _save_run_config(cfg, dataset, run_dir)
+    _save_run_config(cfg, dataset, run_dir)  # on resume only now: a failed restore changes nothing
     log.info("dataset %s (%s), %s on %s, %d params G / %d params D", dataset.image_shape,
              dataset.source, type(loss).__name__, device, generator.count_params(),
              discriminator.count_params())
@@ -102,25 +112,72 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
         generator=generator, discriminator=discriminator, ema_generator=ema_generator, loss=loss,
         g_optimizer=g_optimizer, d_optimizer=d_optimizer, seed_generator=seed_generator,
         z_dim=cfg.model.z_dim, ema_decay=t.ema, step=step,
-        first_nonfinite_step=first_nonfinite_step, jit_compile=t.jit_compile)
+        first_nonfinite_step=first_nonfinite_step, jit_compile=t.jit_compile,
+        update_rule=t.update_rule, joint_d_call=t.joint_d_call, steps_per_call=t.steps_per_call)
     metrics = MetricsLog(run_dir)
     periodic_eval = PeriodicEval(cfg, dataset, checkpoints.directory, **trackables)
     progress = tqdm(total=t.steps, initial=start_step, unit="step", dynamic_ncols=True,
                     disable=not (t.progress and sys.stderr.isatty()))
+    # Everything a checkpoint holds that can go NaN; checked before each save.
+    guarded = [*generator.weights, *discriminator.weights, *g_optimizer.variables,
+               *d_optimizer.variables]
+    if ema_generator is not None:
+        guarded += ema_generator.weights
+
+    def roll_back(problem: str, attempt: int) -> int:
+        """on_nan=rollback: back to the newest checkpoint (none holds a NaN), learning rates halved."""
+        if t.on_nan != "rollback":
+            raise TrainingDiverged(f"{problem} No checkpoint holds it. Lower the learning rates "
+                                   "(train.g_lr, train.d_lr), try loss=wgan_gp or loss=hinge, or "
+                                   "set train.on_nan=rollback.")
+        rates = [_value(o.learning_rate) / 2 for o in (g_optimizer, d_optimizer)]
+        if attempt > t.nan_retries:
+            raise TrainingDiverged(f"{problem} Gave up after train.nan_retries={t.nan_retries} "
+                                   "rollbacks, each halving the learning rates (now g_lr "
+                                   f"{2 * rates[0]:.3g}, d_lr {2 * rates[1]:.3g}). No checkpoint "
+                                   "holds a NaN; lower the learning rates or change the loss.")
+        restored = checkpoints.restore()
+        if restored is None:
+            raise TrainingDiverged(f"{problem} There is no checkpoint to roll back to.")
+        for optimizer, rate in zip((g_optimizer, d_optimizer), rates):
+            optimizer.learning_rate.assign(rate)  # after the restore, which brings the old rate back
+        first_nonfinite_step.assign(-1)
+        log.warning("%s Rolled back to step %d, learning rates halved to g_lr %.3g, d_lr %.3g "
+                    "(rollback %d of at most %d).", problem, restored, *rates, attempt,
+                    t.nan_retries)
+        return restored
+
     stop = _StopSignals()
     started = last_time = time.perf_counter()
     last_step = start_step
+    rollbacks = 0
     if start_step == 0:
         snapshot(0)
+        if t.on_nan == "rollback":
+            checkpoints.save(0)  # so a NaN before the first periodic save has a place to go back to
     try:
         real_batch = first_real
-        for current in range(start_step + 1, t.steps + 1):
+        current = start_step
+        while current < t.steps:
+            current += t.steps_per_call  # validate.py: every action step is a multiple of it
             values = train_step(real_batch)
             real_batch, _ = next(batches)
-            progress.update(1)
+            progress.update(t.steps_per_call)
 
-            if current % t.log_every == 0 or current == t.steps or stop.signum:
-                _check_finite(first_nonfinite_step, values)
+            stopping = stop.signum  # read once: a signal arriving later is handled next step
+            log_now = current % t.log_every == 0 or current == t.steps or stopping
+            save_now = current % t.checkpoint_every == 0 or current == t.steps or stopping
+            if log_now or save_now or periodic_eval.due(current):
+                problem = _nonfinite(current, first_nonfinite_step, values,
+                                     guarded if save_now else ())
+                if problem:
+                    rollbacks += 1
+                    current = last_step = roll_back(problem, rollbacks)
+                    batches = batches_from(current)
+                    real_batch, _ = next(batches)
+                    progress.n, last_time = current, time.perf_counter()
+                    continue
+            if log_now:
                 now = time.perf_counter()
                 row = {k: float(v) for k, v in values.items()}
                 row["images_per_s"] = (current - last_step) * images_per_step / (now - last_time)
@@ -138,14 +195,12 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
             if periodic_eval.due(current):
                 metrics.write(current, periodic_eval(
                     current, ema_generator if ema_generator is not None else generator))
-            if current % t.checkpoint_every == 0 or current == t.steps or stop.signum:
-                _check_finite(first_nonfinite_step, values, weights=generator.weights
-                              + discriminator.weights)
+            if save_now:
                 checkpoints.save(current)
-            if stop.signum:
+            if stopping:
                 raise Interrupted(
-                    f"stopped by signal {stop.signum} at step {current}; checkpoint saved. "
-                    f"Continue with: ganctl train resume={run_dir}", 128 + stop.signum)
+                    f"stopped by {signal.Signals(stopping).name} at step {current}; checkpoint "
+                    f"saved. Continue with: ganctl train resume={run_dir}", 128 + stopping)
     finally:
         progress.close()
         metrics.close()
@@ -166,21 +221,32 @@ def _save_run_config(cfg, dataset, run_dir: Path) -> None:
     """config.yaml: the resolved config plus which data files were really used."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved["dataset"]["source"] = dataset.source
-    OmegaConf.save(OmegaConf.create(resolved), run_dir / rundir.CONFIG_FILE)
+    staged = run_dir / (rundir.CONFIG_FILE + ".tmp")
+    OmegaConf.save(OmegaConf.create(resolved), staged)
+    os.replace(staged, run_dir / rundir.CONFIG_FILE)  # a kill mid-write must not truncate it
 
 
-def _check_finite(first_nonfinite_step, values, weights=()) -> None:
+def _nonfinite(at_step: int, first_nonfinite_step, values, variables=()) -> str | None:
+    """What went NaN or Inf and at which step, or None while everything is finite.
+
+    The step function records the first step whose losses were not finite, so checking only
+    every few steps still names the step where it happened.
+    """
     bad_step = int(first_nonfinite_step.numpy())
     if bad_step >= 0:
-        losses = ", ".join(f"{k}={float(v):.4g}" for k, v in values.items())
-        raise TrainingDiverged(f"training diverged: a loss became NaN or Inf at step {bad_step} "
-                               f"(latest values: {losses}). No checkpoint was written after it. "
-                               "Lower the learning rates (train.g_lr, train.d_lr) or try "
-                               "loss=wgan_gp / loss=hinge.")
-    for weight in weights:
-        if not np.isfinite(keras.ops.convert_to_numpy(weight)).all():
-            raise TrainingDiverged(f"training diverged: weight {weight.path} holds NaN or Inf; "
-                                   "no checkpoint was written with it. Lower the learning rates.")
+        numbers = {k: float(v) for k, v in values.items()}
+        ordered = sorted(numbers, key=lambda k: np.isfinite(numbers[k]))  # the culprits first
+        losses = ", ".join(f"{k}={numbers[k]:.4g}" for k in ordered)
+        return (f"training diverged: a loss became NaN or Inf at step {bad_step} (at step "
+                f"{at_step}: {losses}).")
+    for variable in variables:
+        if not np.isfinite(keras.ops.convert_to_numpy(variable)).all():
+            return f"training diverged: {variable.path} holds NaN or Inf at step {at_step}."
+    return None
+
+
+def _value(variable) -> float:
+    return float(keras.ops.convert_to_numpy(variable))
 
 
 class _StopSignals:

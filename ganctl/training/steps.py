@@ -1,54 +1,150 @@
-"""The compiled training step: `d_steps_per_g_step` D-updates, one G-update, the EMA update."""
+"""The compiled training step: D and G updates (alternating or simultaneous), the EMA update,
+and `steps_per_call` iterations per compiled call. Speed options are chosen in TrainConfig; the
+figures behind their defaults come from `make bench` (ganctl/bench.py)."""
 from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
 
 import keras
 import tensorflow as tf
 from keras import ops
+
+from ganctl.errors import UserError
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+UPDATES = ("alternating", "simultaneous")
+VALUES = ("d_loss", "g_loss", "gp", "d_real", "d_fake")  # what a step returns, all float32
 
 
 def has_batch_norm(model: keras.Model) -> bool:
     return any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
 
 
+def cpu_has_bf16() -> bool:
+    """True when the CPU multiplies bfloat16 natively (AVX512_BF16 or AMX), read from Linux's
+    /proc/cpuinfo. Without these, oneDNN emulates bf16 and mixed precision is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """The Keras dtype policy for train.precision. `auto` picks bf16 only where it was measured
+    faster: a CPU with native bf16 (1.5x on the tutorial DCGAN, with a small FID cost early in
+    training; README "Speed"). GPUs stay float32 under `auto` until measured there."""
+    if precision not in PRECISIONS:
+        raise UserError(f"train.precision={precision} is not one of: {', '.join(PRECISIONS)}.")
+    if precision != "auto":
+        return precision
+    return "mixed_bfloat16" if device == "CPU" and cpu_has_bf16() else "float32"
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Keras' global dtype policy set to `name` inside the block and restored after it."""
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def make_optimizer(learning_rate: float, beta_1: float, beta_2: float, precision: str):
+    """Adam; under mixed_float16 wrapped in a dynamic loss scale, which float16's narrow
+    exponent range needs (bfloat16 has float32's range and needs none)."""
+    optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2)
+    if precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
 def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimizer, d_optimizer,
                     seed_generator, z_dim: int, ema_decay: float, step, first_nonfinite_step,
-                    jit_compile: bool = False):
-    """A tf.function taking one batch of `d_steps_per_g_step * B` real images.
+                    jit_compile: bool = False, update_rule: str = "alternating",
+                    joint_d_call: bool = False, steps_per_call: int = 1):
+    """A tf.function taking `steps_per_call * d_steps_per_g_step * B` real images.
+
+    update_rule="alternating": `d_steps_per_g_step` D-updates, then a G-update with fresh noise
+    through the updated D (ganctl's default, the usual GAN algorithm).
+    update_rule="simultaneous": the TF DCGAN tutorial's step: one G forward, D and G losses from
+    the same logits, both gradients taken before either network changes. Less work per step (no
+    second G and D forward), but a different algorithm, so it is an explicit choice.
 
     All state lives in variables (step counter, RNG, optimizers), so the function has no Python
     side effects and the loop only syncs with the device when it logs.
     """
     d_steps = loss.d_steps_per_g_step
+    if update_rule not in UPDATES:
+        raise UserError(f"train.update_rule={update_rule} is not one of: "
+                        f"{', '.join(UPDATES)}.")
+    if update_rule == "simultaneous" and d_steps != 1:
+        raise UserError("train.update_rule=simultaneous updates D and G from the same forward "
+                        f"pass, so it needs loss.d_steps_per_g_step=1 (got {d_steps}); use "
+                        "train.update_rule=alternating with this loss.")
     # Batch norm would mix real and fake statistics; without it one D call on both halves is
-    # equivalent and cheaper.
-    joint_d_call = not has_batch_norm(discriminator)
+    # equivalent (dropout masks are drawn per element either way) and cheaper.
+    joint_d_call = joint_d_call and not has_batch_norm(discriminator)
+
+    def noise(batch_size):
+        return keras.random.normal((batch_size, z_dim), seed=seed_generator)
+
+    def discriminate(real_images, fake_images):
+        if joint_d_call:
+            batch_size = ops.shape(real_images)[0]
+            both = ops.concatenate([ops.cast(real_images, fake_images.dtype), fake_images], 0)
+            logits = discriminator(both, training=True)
+            return logits[:batch_size], logits[batch_size:]
+        return discriminator(real_images, training=True), discriminator(fake_images, training=True)
 
     def discriminator_update(real_images):
-        batch_size = ops.shape(real_images)[0]
-        z = keras.random.normal((batch_size, z_dim), seed=seed_generator)
-        fake_images = generator(z, training=True)  # outside the tape: no gradient into G here
+        fake_images = generator(noise(ops.shape(real_images)[0]), training=True)  # no grad into G
         with tf.GradientTape() as tape:
-            if joint_d_call:
-                logits = discriminator(ops.concatenate([real_images, fake_images], 0), training=True)
-                real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
-            else:
-                real_logits = discriminator(real_images, training=True)
-                fake_logits = discriminator(fake_images, training=True)
+            real_logits, fake_logits = discriminate(real_images, fake_images)
             d_loss = loss.discriminator_loss(real_logits, fake_logits)
             penalty = loss.penalty(discriminator, real_images, fake_images, seed_generator)
-            total = d_loss + penalty
-        grads = tape.gradient(total, discriminator.trainable_variables)
+            # scale_loss is the identity except under a LossScaleOptimizer (mixed_float16).
+            scaled = d_optimizer.scale_loss(d_loss + penalty)
+        grads = tape.gradient(scaled, discriminator.trainable_variables)
         d_optimizer.apply(grads, discriminator.trainable_variables)
         return d_loss, penalty, real_logits, fake_logits
 
     def generator_update(batch_size):
-        z = keras.random.normal((batch_size, z_dim), seed=seed_generator)
         with tf.GradientTape() as tape:
-            fake_logits = discriminator(generator(z, training=True), training=True)
+            fake_logits = discriminator(generator(noise(batch_size), training=True), training=True)
             g_loss = loss.generator_loss(fake_logits)
-        grads = tape.gradient(g_loss, generator.trainable_variables)
+            scaled = g_optimizer.scale_loss(g_loss)
+        grads = tape.gradient(scaled, generator.trainable_variables)
         g_optimizer.apply(grads, generator.trainable_variables)
         return g_loss
+
+    def alternating_update(real_batch):
+        real_chunks = ops.split(real_batch, d_steps, axis=0) if d_steps > 1 else [real_batch]
+        for real_images in real_chunks:
+            d_loss, penalty, real_logits, fake_logits = discriminator_update(real_images)
+        g_loss = generator_update(ops.shape(real_chunks[0])[0])
+        return d_loss, g_loss, penalty, real_logits, fake_logits
+
+    def simultaneous_update(real_images):
+        # Both losses come from one forward pass; the persistent tape keeps it for two backwards.
+        with tf.GradientTape(persistent=True) as tape:
+            fake_images = generator(noise(ops.shape(real_images)[0]), training=True)
+            real_logits, fake_logits = discriminate(real_images, fake_images)
+            d_loss = loss.discriminator_loss(real_logits, fake_logits)
+            penalty = loss.penalty(discriminator, real_images, fake_images, seed_generator)
+            g_loss = loss.generator_loss(fake_logits)
+            d_scaled = d_optimizer.scale_loss(d_loss + penalty)
+            g_scaled = g_optimizer.scale_loss(g_loss)
+        d_grads = tape.gradient(d_scaled, discriminator.trainable_variables)
+        g_grads = tape.gradient(g_scaled, generator.trainable_variables)
+        del tape
+        d_optimizer.apply(d_grads, discriminator.trainable_variables)
+        g_optimizer.apply(g_grads, generator.trainable_variables)
+        return d_loss, g_loss, penalty, real_logits, fake_logits
 
     def update_ema():
         # Warm-up (TF's num_updates rule) so early samples are not dominated by the random init.
@@ -60,34 +156,45 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
             else:  # batch-norm statistics are copied, not averaged
                 ema_weight.assign(weight)
 
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def train_step(real_batch):
-        real_chunks = ops.split(real_batch, d_steps, axis=0) if d_steps > 1 else [real_batch]
-        for real_images in real_chunks:
-            d_loss, penalty, real_logits, fake_logits = discriminator_update(real_images)
-        g_loss = generator_update(ops.shape(real_chunks[0])[0])
+    update_networks = simultaneous_update if update_rule == "simultaneous" else alternating_update
+
+    def one_step(real_batch):
+        d_loss, g_loss, penalty, real_logits, fake_logits = update_networks(real_batch)
         if ema_generator is not None:
             update_ema()
         step.assign_add(1)
-        finite = tf.math.is_finite(d_loss) & tf.math.is_finite(g_loss) & tf.math.is_finite(
-            ops.cast(penalty, "float32"))
+        penalty = ops.cast(penalty, "float32")
+        finite = tf.math.is_finite(d_loss) & tf.math.is_finite(g_loss) & tf.math.is_finite(penalty)
         first_nonfinite_step.assign(tf.where(
             (first_nonfinite_step < 0) & ~finite, step, first_nonfinite_step))
         return {
             "d_loss": d_loss,
             "g_loss": g_loss,
-            "gp": ops.cast(penalty, "float32"),
-            "d_real": ops.mean(loss.probability(real_logits)),
-            "d_fake": ops.mean(loss.probability(fake_logits)),
+            "gp": penalty,
+            "d_real": ops.mean(ops.cast(loss.probability(real_logits), "float32")),
+            "d_fake": ops.mean(ops.cast(loss.probability(fake_logits), "float32")),
         }
+
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def train_step(real_batch):
+        if steps_per_call == 1:
+            return one_step(real_batch)
+        # K steps in one call: one dispatch (and no host round trip) per K steps. A tf.range
+        # loop keeps the graph the size of one step; the values returned are the last step's.
+        per_step = ops.reshape(real_batch, (steps_per_call, -1, *real_batch.shape[1:]))
+        values = {name: tf.zeros((), "float32") for name in VALUES}
+        for i in tf.range(steps_per_call):
+            values = one_step(per_step[i])
+        return values
 
     return train_step
 
 
 def generate(generator, z, batch_size: int = 500):
-    """G(z) in inference mode, in batches so memory stays bounded."""
+    """G(z) in inference mode as float32 numpy, in batches so memory stays bounded."""
     import numpy as np
 
-    parts = [ops.convert_to_numpy(generator(z[i:i + batch_size], training=False))
+    parts = [ops.convert_to_numpy(ops.cast(generator(z[i:i + batch_size], training=False),
+                                           "float32"))
              for i in range(0, len(z), batch_size)]
     return np.concatenate(parts, 0)

@@ -1,0 +1,101 @@
+"""DiffAugment (Zhao et al. 2020): random, differentiable transforms of every image D sees.
+
+Real and fake images alike pass through them before each D call, in the D step and the G step,
+so D cannot memorise a small training set while G still gets gradients through the transforms.
+The transforms follow the paper's code for images in [-1, 1]: colour (brightness, saturation,
+contrast), translation by up to 1/8 of the size with zero padding, cutout of a 1/2-size square.
+All randomness comes from one keras SeedGenerator, so runs are seeded and resume exactly.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from ganctl.errors import UserError
+
+
+def _per_example(images, seed_generator, low: float, high: float):
+    """One uniform draw per example, shaped to broadcast over (H, W, C)."""
+    shape = (ops.shape(images)[0], 1, 1, 1)
+    draw = keras.random.uniform(shape, minval=low, maxval=high, seed=seed_generator)
+    return ops.cast(draw, images.dtype)
+
+
+def brightness(images, seed_generator):
+    return images + _per_example(images, seed_generator, -0.5, 0.5)
+
+
+def saturation(images, seed_generator):
+    mean = ops.mean(images, axis=3, keepdims=True)  # grey: saturation leaves one channel as is
+    return (images - mean) * _per_example(images, seed_generator, 0.0, 2.0) + mean
+
+
+def contrast(images, seed_generator):
+    mean = ops.mean(images, axis=(1, 2, 3), keepdims=True)
+    return (images - mean) * _per_example(images, seed_generator, 0.5, 1.5) + mean
+
+
+def translation(images, seed_generator, ratio: float = 1 / 8):
+    """Shift each image by up to `ratio` of its height and width; uncovered pixels are 0."""
+    batch_size = ops.shape(images)[0]
+    for axis in (1, 2):
+        size = int(images.shape[axis])
+        limit = int(size * ratio + 0.5)
+        shift = keras.random.randint((batch_size, 1), -limit, limit + 1, seed=seed_generator)
+        source = ops.arange(size, dtype="int32")[None, :] - shift  # (B, size): row/column read
+        inside = ops.cast((source >= 0) & (source < size), images.dtype)
+        # A gather, so the gradient reaches exactly the input pixels that were read.
+        images = tf.gather(images, ops.clip(source, 0, size - 1), axis=axis, batch_dims=1)
+        images = images * (inside[:, :, None, None] if axis == 1 else inside[:, None, :, None])
+    return images
+
+
+def cutout(images, seed_generator, ratio: float = 1 / 2):
+    """Zero one square of `ratio` of the size per image, centred anywhere (clipped at edges)."""
+    batch_size = ops.shape(images)[0]
+    inside = []
+    for axis in (1, 2):
+        size = int(images.shape[axis])
+        cut = int(size * ratio + 0.5)
+        centre = keras.random.randint((batch_size, 1), 0, size + 1 - cut % 2, seed=seed_generator)
+        start = centre - cut // 2
+        position = ops.arange(size, dtype="int32")[None, :]
+        inside.append(ops.cast((position >= start) & (position < start + cut), images.dtype))
+    rows, columns = inside
+    return images * (1 - rows[:, :, None, None] * columns[:, None, :, None])
+
+
+POLICIES = {"color": (brightness, saturation, contrast), "translation": (translation,),
+            "cutout": (cutout,)}
+
+
+def make_augment(policy, seed_generator):
+    """images -> augmented images for a policy: transform names, as a list or the paper's
+    comma-separated string ("color,translation,cutout"); "none" gives the identity.
+
+    The transforms need image batches (B, H, W, C); asking for them on 2-D points is a
+    UserError rather than silently doing nothing.
+    """
+    if policy == "none":
+        names = []
+    else:
+        names = [n.strip() for n in (policy.split(",") if isinstance(policy, str) else policy)]
+        unknown = [n for n in names if n not in POLICIES]
+        if unknown or not names:
+            found = f"; unknown: {', '.join(unknown)}." if unknown else "."
+            raise UserError(f"train.augment_policy={names} must list one or more of: "
+                            f"{', '.join(POLICIES)}{found}")
+    transforms = [transform for name in names for transform in POLICIES[name]]
+
+    def augment(images):
+        if not transforms:
+            return images
+        if len(images.shape) != 4:
+            raise UserError(f"train.augment=diffaug transforms images, but this dataset gives "
+                            f"shape {tuple(images.shape[1:])}; use train.augment=none for points.")
+        for transform in transforms:
+            images = transform(images, seed_generator)
+        return images
+
+    return augment
