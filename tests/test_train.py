@@ -9,13 +9,28 @@ import pytest
 from ganctl.errors import UserError
 from tests.helpers import config_choices, ganctl
 
-COMBINATIONS = [(model, dataset, loss)
-                for model in config_choices("model")
-                for dataset in config_choices("dataset")
-                for loss in config_choices("loss")]
+MODELS, DATASETS, LOSSES = (config_choices(g) for g in ("model", "dataset", "loss"))
+ALL_COMBINATIONS = [(m, d, lo) for m in MODELS for d in DATASETS for lo in LOSSES]
+# Training each of the ~140 triples would take most of the suite's budget. Losses act on D's
+# outputs only and datasets on the input shape only, so every model trains with every dataset
+# (default loss) and with every loss (on MNIST, or the ring where MNIST is refused); every triple
+# is still composed and checked below.
+TRAINED = sorted({(m, d, "ns") for m in MODELS for d in DATASETS}
+                 | {(m, "mnist", lo) for m in MODELS for lo in LOSSES}
+                 | {("mlp", "ring", lo) for lo in LOSSES})
 
 
-@pytest.mark.parametrize("model,dataset,loss", COMBINATIONS)
+@pytest.mark.parametrize("model,dataset,loss", ALL_COMBINATIONS)
+def test_every_combination_composes_and_checks(model, dataset, loss, compose_cfg, data_overrides):
+    from ganctl.training.components import check_components
+
+    cfg = compose_cfg([f"model={model}", f"dataset={dataset}", f"loss={loss}",
+                       *data_overrides[dataset]])
+    check_components(cfg)
+    assert cfg.loss._target_.startswith("ganctl.losses.") and cfg.dataset._target_
+
+
+@pytest.mark.parametrize("model,dataset,loss", TRAINED)
 def test_every_combination_trains_and_checkpoints(model, dataset, loss, compose_cfg,
                                                    data_overrides, tmp_path):
     import keras
