@@ -68,7 +68,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     progress: bool = True
     jit_compile: bool = False           # XLA; measured slower on CPU, helps on GPU
-    precision: str = "float32"          # float32 | mixed_bfloat16 | mixed_float16 | auto (bf16 on CPUs with it)
+    precision: str = "float32"          # float32 | mixed_bfloat16 | mixed_float16 | auto
     update_rule: str = "alternating"    # alternating | simultaneous (the TF DCGAN tutorial's)
     joint_d_call: bool = False          # one D call on concat(real, fake) when D has no BN
     steps_per_call: int = 1             # training steps per compiled call (GPU dispatch)
