@@ -324,6 +324,24 @@ def bench_sample(dataset: str, num: int = 10000) -> None:
          "TensorFlow import and checkpoint restore included")
 
 
+def bench_eval(num: int = 10000) -> None:
+    """`ganctl eval` of 10,000 28x28 samples end to end on the default metrics.
+
+    Timed twice: the first call also trains (or loads) the cached MNIST classifier.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        ganctl_command("train", "dataset=mnist", "train.steps=2", "train.batch_size=32",
+                       "model.generator.width=16", "model.discriminator.width=16",
+                       "train.sample_grid=4", "train.progress=false", f"hydra.run.dir={run}",
+                       cwd=Path(tmp))
+        first = ganctl_command("eval", f"run={run}", f"num={num}", cwd=Path(tmp))
+        warm = ganctl_command("eval", f"run={run}", f"num={num}", cwd=Path(tmp))
+    emit("eval_seconds", command=f"ganctl eval run=<run> num={num}", seconds=round(warm, 2),
+         first_call_seconds=round(first, 2), note="fid, kid, precision/recall, density/coverage, "
+         "IS and modes with the cached classifier; TensorFlow import included")
+
+
 def bench_help(runs: int = 5) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         times = [ganctl_command("--help", cwd=Path(tmp)) for _ in range(runs)]
@@ -338,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", help="comma-separated names, or all: " + ", ".join(VARIANTS))
     parser.add_argument("--rounds", type=int, help="A/B rounds (default 8, quick 5)")
     parser.add_argument("--steps", type=int, default=2, help="steps per variant per round")
-    parser.add_argument("--skip", default="", help="comma-separated: steps, sample, help")
+    parser.add_argument("--skip", default="", help="comma-separated: steps, sample, eval, help")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -360,6 +378,8 @@ def main(argv: list[str] | None = None) -> None:
         bench_steps(names, args.rounds or (5 if args.quick else 8), args.steps, dataset)
     if "sample" not in skip:
         bench_sample(dataset)
+    if "eval" not in skip:
+        bench_eval()
 
 
 def _cpu_bf16() -> bool:
