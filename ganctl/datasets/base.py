@@ -101,6 +101,15 @@ class ArrayDataset(Dataset):
                 .prefetch(tf.data.AUTOTUNE))
 
 
+class FileDataset(ArrayDataset):
+    """A labelled set read from `path` when given, else from the places ganctl knows (subclasses'
+    `_read`); `limit` keeps the first N training examples."""
+
+    def __init__(self, path: str | None = None, limit: int | None = None):
+        self.path = path
+        self.limit = check_limit(limit)
+
+
 def shuffled_positions(n: int, seed: int, skip: int = 0, repeat: bool = True):
     """Example indices in training order: epoch e is a permutation of range(n) keyed by (seed, e).
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganctl.datasets.base import ArrayDataset, check_limit, download, keras_home
+from ganctl.datasets.base import FileDataset, download, keras_home
 from ganctl.errors import UserError
 
 ORIGIN = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -26,16 +26,12 @@ HOW_TO_GET = (f"Get the binary version of CIFAR-10 in one of three ways: connect
               f"or extract it anywhere and set dataset.path=<the {BIN_DIR} folder>.")
 
 
-class CIFAR10(ArrayDataset):
+class CIFAR10(FileDataset):
     """The first source that works: `path`, ~/.keras/datasets/cifar-10-batches-bin, then a
     hash-checked download of the binary archive (only its six batch files are extracted)."""
 
     image_shape = (32, 32, 3)
     num_classes = 10
-
-    def __init__(self, path: str | None = None, limit: int | None = None):
-        self.path = path
-        self.limit = check_limit(limit)
 
     def _read(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if self.path is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ganctl.datasets import idx
-from ganctl.datasets.base import ArrayDataset, check_limit, download, keras_home
+from ganctl.datasets.base import FileDataset, download, keras_home
 from ganctl.errors import UserError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -15,16 +15,12 @@ ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 CACHE_SUBDIR = "datasets/fashion-mnist"  # where keras.datasets.fashion_mnist keeps it too
 
 
-class FashionMNIST(ArrayDataset):
+class FashionMNIST(FileDataset):
     """The first source that works: `path`, /usr/share/datasets/fashion-mnist,
     ~/.keras/datasets/fashion-mnist, then a download. There is no bundled fallback."""
 
     image_shape = (28, 28, 1)
     num_classes = 10
-
-    def __init__(self, path: str | None = None, limit: int | None = None):
-        self.path = path
-        self.limit = check_limit(limit)
 
     def _read(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if self.path is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ganctl.datasets import idx
-from ganctl.datasets.base import ArrayDataset, check_limit, download, keras_home, log, sha256_of
+from ganctl.datasets.base import FileDataset, download, keras_home, log, sha256_of
 from ganctl.errors import UserError
 
 ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
@@ -17,16 +17,12 @@ SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
 NPZ_KEYS = {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}
 
 
-class MNIST(ArrayDataset):
+class MNIST(FileDataset):
     """The first source that works: `path`, ~/.keras/datasets/mnist.npz, a hash-checked
     download, then the 10,000-image test split shipped with ganctl (so training works offline)."""
 
     image_shape = (28, 28, 1)
     num_classes = 10
-
-    def __init__(self, path: str | None = None, limit: int | None = None):
-        self.path = path
-        self.limit = check_limit(limit)
 
     def _read(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if self.path is not None:
