@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ganctl.errors import Interrupted, TrainingDiverged, UserError
 from ganctl.training import rundir
+from ganctl.training.augment import make_augment
 from ganctl.training.checkpoints import Checkpoints, rng_states
 from ganctl.training.components import (build_dataset, build_discriminator, build_generator,
                                         build_loss, clone_generator)
@@ -113,7 +114,8 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
         g_optimizer=g_optimizer, d_optimizer=d_optimizer, seed_generator=seed_generator,
         z_dim=cfg.model.z_dim, ema_decay=t.ema, step=step,
         first_nonfinite_step=first_nonfinite_step, jit_compile=t.jit_compile,
-        update_rule=t.update_rule, joint_d_call=t.joint_d_call, steps_per_call=t.steps_per_call)
+        update_rule=t.update_rule, joint_d_call=t.joint_d_call, steps_per_call=t.steps_per_call,
+        augment=make_augment(t.augment_policy if t.augment == "diffaug" else "none", seed_generator))
     metrics = MetricsLog(run_dir)
     periodic_eval = PeriodicEval(cfg, dataset, checkpoints.directory, **trackables)
     progress = tqdm(total=t.steps, initial=start_step, unit="step", dynamic_ncols=True,

@@ -66,7 +66,7 @@ def make_optimizer(learning_rate: float, beta_1: float, beta_2: float, precision
 def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimizer, d_optimizer,
                     seed_generator, z_dim: int, ema_decay: float, step, first_nonfinite_step,
                     jit_compile: bool = False, update_rule: str = "alternating",
-                    joint_d_call: bool = False, steps_per_call: int = 1):
+                    joint_d_call: bool = False, steps_per_call: int = 1, augment=None):
     """A tf.function taking `steps_per_call * d_steps_per_g_step * B` real images.
 
     update_rule="alternating": `d_steps_per_g_step` D-updates, then a G-update with fresh noise
@@ -74,6 +74,7 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
     update_rule="simultaneous": the TF DCGAN tutorial's step: one G forward, D and G losses from
     the same logits, both gradients taken before either network changes. Less work per step (no
     second G and D forward), but a different algorithm, so it is an explicit choice.
+    augment: images -> images applied before every D call (DiffAugment; None: none).
 
     All state lives in variables (step counter, RNG, optimizers), so the function has no Python
     side effects and the loop only syncs with the device when it logs.
@@ -93,7 +94,15 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
     def noise(batch_size):
         return keras.random.normal((batch_size, z_dim), seed=seed_generator)
 
+    augment = augment or (lambda images: images)
+
+    def critic(images, training=True):
+        # DiffAugment: D sees every image, real or fake, in each loss and penalty, through the
+        # same random differentiable transforms; G's gradients flow back through them.
+        return discriminator(augment(images), training=training)
+
     def discriminate(real_images, fake_images):
+        real_images, fake_images = augment(real_images), augment(fake_images)
         if joint_d_call:
             batch_size = ops.shape(real_images)[0]
             both = ops.concatenate([ops.cast(real_images, fake_images.dtype), fake_images], 0)
@@ -106,7 +115,7 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
         with tf.GradientTape() as tape:
             real_logits, fake_logits = discriminate(real_images, fake_images)
             d_loss = loss.discriminator_loss(real_logits, fake_logits)
-            penalty = loss.penalty(discriminator, real_images, fake_images, seed_generator)
+            penalty = loss.penalty(critic, real_images, fake_images, seed_generator)
             # scale_loss is the identity except under a LossScaleOptimizer (mixed_float16).
             scaled = d_optimizer.scale_loss(d_loss + penalty)
         grads = tape.gradient(scaled, discriminator.trainable_variables)
@@ -115,7 +124,7 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
 
     def generator_update(batch_size):
         with tf.GradientTape() as tape:
-            fake_logits = discriminator(generator(noise(batch_size), training=True), training=True)
+            fake_logits = critic(generator(noise(batch_size), training=True))
             g_loss = loss.generator_loss(fake_logits)
             scaled = g_optimizer.scale_loss(g_loss)
         grads = tape.gradient(scaled, generator.trainable_variables)
@@ -135,7 +144,7 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
             fake_images = generator(noise(ops.shape(real_images)[0]), training=True)
             real_logits, fake_logits = discriminate(real_images, fake_images)
             d_loss = loss.discriminator_loss(real_logits, fake_logits)
-            penalty = loss.penalty(discriminator, real_images, fake_images, seed_generator)
+            penalty = loss.penalty(critic, real_images, fake_images, seed_generator)
             g_loss = loss.generator_loss(fake_logits)
             d_scaled = d_optimizer.scale_loss(d_loss + penalty)
             g_scaled = g_optimizer.scale_loss(g_loss)
