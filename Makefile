@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast bench lint clean
+.PHONY: help install train test test-fast bench killtest lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ test-fast: $(STAMP)  ## the suite without the slow end-to-end tests
 
 bench: $(STAMP)  ## speed and memory figures as JSON lines (ratios measured side by side)
 	$(PY) -m ganctl.bench
+
+killtest: $(STAMP)  ## SIGKILL a real training run 24 times and resume each time; prints figures
+	$(PY) -m tests.test_reliability --kills 24
 
 lint: $(STAMP)  ## ruff
 	$(PY) -m ruff check ganctl tests
