@@ -154,5 +154,10 @@ def test_one_training_step_changes_both_networks(path):
         g_loss = loss.generator_loss(discriminator(generator(z, training=True), training=True))
     grads = tape.gradient(g_loss, generator.trainable_weights)
     keras.optimizers.Adam(1e-3).apply(grads, generator.trainable_weights)
-    assert all(np.any(before != after.numpy())
-               for before, after in zip(g_before, generator.trainable_weights))
+    # A bias that feeds only into batch norm has a gradient of exactly zero in theory and of
+    # rounding noise in practice (sngan's last block), so require every weight that received a
+    # non-zero gradient to move, and most weights to move.
+    moved = [np.any(before != after.numpy())
+             for before, after in zip(g_before, generator.trainable_weights)]
+    assert all(m for m, g in zip(moved, grads) if np.any(g.numpy() != 0))
+    assert sum(moved) >= 0.8 * len(moved)
