@@ -19,6 +19,7 @@ class DatasetConfig:
     resolution: Optional[int] = None    # folder: resize + centre-crop to this size
     channels: Optional[int] = None      # folder: 1 (grayscale) or 3 (RGB)
     on_bad_file: str = "skip"           # folder: skip | error
+    labels: bool = False                # folder: classes from sub-folder names (path/<class>/...)
     limit: Optional[int] = None         # use only the first N training examples (small-data runs)
     std: Optional[float] = None         # ring / grid: standard deviation of each Gaussian mode
     size: Optional[int] = None          # ring / grid: number of points drawn for the training pool
@@ -99,12 +100,15 @@ class SampleConfig:
     run: str = MISSING                  # run directory
     checkpoint: Optional[int] = None    # step; default the latest
     num: int = 64
-    format: str = "grid"                # grid | png | npz | gif (also: interpolate=true)
+    format: str = "grid"                # grid | png | npz | gif | dataset (also: interpolate=true)
     out: Optional[str] = None           # default: inside <run>/samples/
     ema: bool = True
     seed: int = 0
     interpolate: bool = False
     frames: int = 60                    # interpolate: frames in the GIF
+    # Class-conditional runs (model=cdcgan). Default: every class, one grid row each.
+    labels: Optional[List[int]] = None  # classes to draw, e.g. labels=[3,7]; grid: one row each
+    per_class: Optional[int] = None     # N samples of each class (instead of num)
 
 
 @dataclass
@@ -123,6 +127,7 @@ class EvalConfig:
     seed: int = 0
     batch_size: int = 250
     sort_by: Optional[str] = None       # sweep table: default the first metric
+    cas_epochs: int = 3                 # cas: epochs of each classifier (synthetic and real)
 
 
 def register_configs() -> None:

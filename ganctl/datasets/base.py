@@ -33,6 +33,12 @@ class Dataset:
     source: str = ""
 
     @property
+    def class_names(self) -> tuple[str, ...]:
+        """One name per label, used for folder names of synthetic datasets; "0", "1"... unless
+        the dataset knows better (CIFAR-10's classes, a folder's sub-folder names)."""
+        return tuple(str(label) for label in range(self.num_classes))
+
+    @property
     def bounded(self) -> bool:
         """Images live in [-1, 1], so G ends in tanh; points are unbounded."""
         return self.kind == "image"

@@ -32,6 +32,8 @@ class CIFAR10(FileDataset):
 
     image_shape = (32, 32, 3)
     num_classes = 10
+    class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
 
     def _read(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if self.path is not None:

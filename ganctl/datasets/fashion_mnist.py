@@ -21,6 +21,8 @@ class FashionMNIST(FileDataset):
 
     image_shape = (28, 28, 1)
     num_classes = 10
+    class_names = ("t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                   "sneaker", "bag", "ankle_boot")
 
     def _read(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if self.path is not None:

@@ -23,12 +23,13 @@ class ImageFolder(Dataset):
     The file list is scanned once, on first use: every file's header is checked with Pillow
     (with on_bad_file="error" every file is fully decoded, so a bad one stops the run up front).
     Pixels are only read while iterating, so the folder can be larger than memory.
+    With labels=True each image's class is the sub-folder of `path` it sits in (path/cat/...,
+    path/dog/...), classes numbered in sorted name order, as Keras' image_dataset_from_directory
+    does.
     """
 
-    num_classes = 0
-
     def __init__(self, path: str, resolution: int = 64, channels: int = 3,
-                 on_bad_file: str = "skip", limit: int | None = None):
+                 on_bad_file: str = "skip", limit: int | None = None, labels: bool = False):
         if isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral) \
                 or resolution < 8:
             raise UserError(f"dataset.resolution={resolution!r} must be a whole number >= 8 "
@@ -43,6 +44,11 @@ class ImageFolder(Dataset):
         self.channels = int(channels)
         self.on_bad_file = on_bad_file
         self.limit = check_limit(limit)
+        if not isinstance(labels, bool):
+            raise UserError(f"dataset.labels={labels!r} must be true (classes from sub-folder "
+                            "names) or false (unlabelled).")
+        self.labels = labels
+        self._classes: tuple[str, ...] = ()
         self.image_shape = (self.resolution, self.resolution, self.channels)
         self._files: list[tuple[str, bool]] | None = None
 
@@ -56,21 +62,48 @@ class ImageFolder(Dataset):
         chosen = np.arange(len(files))
         if limit is not None and limit < len(files):
             chosen = np.sort(np.random.default_rng(0).choice(len(files), limit, replace=False))
-        images = (self._images(tf.data.Dataset.from_tensor_slices(chosen))
-                  .map(lambda image: tf.cast(tf.round(image), tf.uint8)).batch(256))
-        x = np.concatenate([batch.numpy() for batch in images] or [np.zeros((0, *self.image_shape),
-                                                                           np.uint8)])
-        return x, np.zeros(len(x), np.int64)
+        labels = tf.constant(self._labels())
+        pairs = (self._images(tf.data.Dataset.from_tensor_slices(chosen), labels)
+                 .map(lambda image, label: (tf.cast(tf.round(image), tf.uint8), label)).batch(256))
+        batches = [(x.numpy(), y.numpy()) for x, y in pairs]
+        if not batches:
+            return np.zeros((0, *self.image_shape), np.uint8), np.zeros(0, np.int64)
+        return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        if self.labels:
+            self._scan()
+        return self._classes
 
     def tf_dataset(self, batch_size: int, seed: int, skip: int = 0, repeat: bool = True):
         import tensorflow as tf
 
         positions = shuffled_positions(len(self._scan()), seed, skip, repeat)
-        images = self._images(positions).map(lambda image: (image / 127.5 - 1.0, tf.constant(0)))
-        return images.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        labels = tf.constant(self._labels().astype(np.int32))
+        # ignore_errors in _images may drop an unreadable file, so each label travels with its
+        # image rather than being looked up afterwards.
+        examples = self._images(positions, labels)
+        examples = examples.map(lambda image, label: (image / 127.5 - 1.0, label))
+        return examples.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
-    def _images(self, positions):
-        """float32 images in [0, 255], one per index in the `positions` dataset."""
+    def _labels(self) -> np.ndarray:
+        """The class index of every scanned file (zeros when unlabelled)."""
+        files = self._scan()
+        if not self.labels:
+            return np.zeros(len(files), np.int64)
+        root = Path(self.path).expanduser()
+        index = {name: i for i, name in enumerate(self._classes)}
+        return np.array([index[Path(path).relative_to(root).parts[0]] for path, _ in files],
+                        np.int64)
+
+    def _images(self, positions, labels=None):
+        """float32 images in [0, 255], one per index in the `positions` dataset; with `labels`
+        (a tensor indexed like the files), (image, label) pairs."""
         import tensorflow as tf
 
         files = self._scan()
@@ -85,7 +118,8 @@ class ImageFolder(Dataset):
                             lambda: tf.io.decode_image(tf.io.read_file(path),
                                                        expand_animations=False))
             image.set_shape([None, None, None])
-            return _square(_to_channels(tf.cast(image, tf.float32), channels), resolution)
+            image = _square(_to_channels(tf.cast(image, tf.float32), channels), resolution)
+            return image if labels is None else (image, tf.gather(labels, index))
 
         images = positions.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         # Header checks miss some damage (a truncated JPEG); such a file is dropped here.
@@ -125,6 +159,8 @@ class ImageFolder(Dataset):
         if not files:
             raise UserError(f"dataset.path={root}: none of its {len(candidates)} image files "
                             f"could be read (e.g. {bad[0][0]}: {bad[0][1]}).")
+        if self.labels:
+            self._classes = _class_folders(root, [Path(path) for path, _ in files])
         files = files[:self.limit]
         self.source = f"{len(files):,} images in {root}"
         if bad:
@@ -133,6 +169,22 @@ class ImageFolder(Dataset):
             self.source += f" (first {self.limit:,})"
         self._files = files
         return files
+
+
+def _class_folders(root: Path, files: list[Path]) -> tuple[str, ...]:
+    """Sorted names of the sub-folders of `root` that hold images, for dataset.labels=true."""
+    loose = [path for path in files if len(path.relative_to(root).parts) == 1]
+    if loose:
+        raise UserError(f"dataset.labels=true takes each image's class from the sub-folder of "
+                        f"dataset.path={root} it is in, but {len(loose)} image(s) sit directly "
+                        f"in it (e.g. {loose[0].name}). Move them into class folders "
+                        f"({root}/<class>/...), or set dataset.labels=false.")
+    classes = tuple(sorted({path.relative_to(root).parts[0] for path in files}))
+    if len(classes) < 2:
+        raise UserError(f"dataset.labels=true needs at least two class sub-folders in "
+                        f"dataset.path={root}; found {len(classes)} ({', '.join(classes)}). "
+                        "Set dataset.labels=false for unlabelled images.")
+    return classes
 
 
 def _check(path: Path, full: bool) -> tuple[bool, str | None]:

@@ -35,3 +35,8 @@ def spectral_normalized(layer, enabled: bool = True):
 def output_activation(bounded: bool) -> str:
     """tanh for images scaled to [-1, 1]; linear for points in raw coordinates."""
     return "tanh" if bounded else "linear"
+
+
+def is_conditional(model) -> bool:
+    """A class-conditional network takes two inputs: (z, labels) for G, (images, labels) for D."""
+    return len(model.inputs) == 2

@@ -52,15 +52,21 @@ def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: b
 
     Unconditional: num_classes is part of the common builder signature and not used.
     """
+    z = keras.Input(shape=(z_dim,), name="z")
+    images = upsample(z, image_shape, bounded=bounded, width=width, batch_norm=batch_norm)
+    return keras.Model(z, images, name="generator")
+
+
+def upsample(code, image_shape, *, bounded: bool, width: int, batch_norm: bool):
+    """The generator body: a (B, features) code -> (B, H, W, C) images."""
     check_network("model.generator", width)
     base_height, base_width, doublings = upsampling_plan(image_shape)
     channels = int(image_shape[-1])
     base_channels = _channels(width, doublings - 1)
 
-    z = keras.Input(shape=(z_dim,), name="z")
     # A bias right before batch norm is cancelled by its mean subtraction.
     x = layers.Dense(base_height * base_width * base_channels, use_bias=not batch_norm,
-                     name="project")(z)
+                     name="project")(code)
     if batch_norm:
         x = layers.BatchNormalization(name="project_bn")(x)
     x = layers.ReLU(name="project_relu")(x)
@@ -75,8 +81,7 @@ def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: b
     # No batch norm on the output layer (Radford et al.): it would fix the images' statistics.
     x = layers.Conv2DTranspose(channels, KERNEL_SIZE, strides=2, padding="same",
                                name="to_image")(x)
-    images = layers.Activation(output_activation(bounded), name="output")(x)
-    return keras.Model(z, images, name="generator")
+    return layers.Activation(output_activation(bounded), name="output")(x)
 
 
 def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64,
@@ -86,10 +91,18 @@ def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64,
 
     Batch norm is off by default: WGAN-GP's per-example gradient penalty forbids it.
     """
+    images = keras.Input(shape=tuple(int(d) for d in image_shape), name="images")
+    features = downsample(images, image_shape, width=width, batch_norm=batch_norm,
+                          dropout=dropout, spectral_norm=spectral_norm)
+    logits = spectral_normalized(layers.Dense(1, name="logits"), spectral_norm)(features)
+    return keras.Model(images, logits, name="discriminator")
+
+
+def downsample(images, image_shape, *, width: int, batch_norm: bool, dropout: float,
+               spectral_norm: bool):
+    """The discriminator body: (B, H, W, C) images -> (B, features), flattened."""
     check_network("model.discriminator", width, dropout=dropout)
     _, _, doublings = upsampling_plan(image_shape)
-
-    images = keras.Input(shape=tuple(int(d) for d in image_shape), name="images")
     x = images
     for level in range(doublings):
         name = f"down{level + 1}"
@@ -103,6 +116,4 @@ def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64,
         x = layers.LeakyReLU(negative_slope=0.2, name=f"{name}_lrelu")(x)
         if dropout > 0:
             x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    x = layers.Flatten(name="flatten")(x)
-    logits = spectral_normalized(layers.Dense(1, name="logits"), spectral_norm)(x)
-    return keras.Model(images, logits, name="discriminator")
+    return layers.Flatten(name="flatten")(x)

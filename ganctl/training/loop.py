@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from ganctl.errors import Interrupted, TrainingDiverged, UserError
+from ganctl.models.common import is_conditional
 from ganctl.training import rundir
 from ganctl.training.augment import make_augment
 from ganctl.training.checkpoints import Checkpoints, rng_states
@@ -22,7 +23,7 @@ from ganctl.training.components import (build_dataset, build_discriminator, buil
                                         build_loss, clone_generator)
 from ganctl.training.metrics_log import MetricsLog
 from ganctl.training.periodic_eval import PeriodicEval
-from ganctl.training.snapshots import save_snapshot
+from ganctl.training.snapshots import save_snapshot, snapshot_columns
 from ganctl.training.steps import (dtype_policy, generate, make_optimizer, make_train_step,
                                    resolve_precision)
 
@@ -88,7 +89,7 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
                                        skip=at_step * images_per_step))
 
     batches = batches_from(start_step)
-    first_real, _ = next(batches)
+    first_real = next(batches)  # (images, labels)
     _save_run_config(cfg, dataset, run_dir)  # on resume only now: a failed restore changes nothing
     log.info("dataset %s (%s), %s on %s, %d params G / %d params D", dataset.image_shape,
              dataset.source, type(loss).__name__, device, generator.count_params(),
@@ -98,15 +99,19 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     samples_dir = run_dir / rundir.SAMPLES_DIR
     fixed_z = np.random.default_rng(t.seed).standard_normal(
         (t.sample_grid, cfg.model.z_dim)).astype(np.float32)
+    # A class-conditional G draws one class per row (the first rows' worth of classes).
+    columns = snapshot_columns(t.sample_grid)
+    fixed_labels = (np.arange(t.sample_grid) // columns % max(dataset.num_classes, 1)
+                    if is_conditional(generator) else None)
     real_points = dataset.arrays("train", limit=2000)[0] if dataset.kind == "points" else None
     if not resuming:
-        reals = first_real.numpy()[:t.sample_grid]
+        reals = first_real[0].numpy()[:t.sample_grid]
         save_snapshot(reals, run_dir / "reals.png", real_points=None if real_points is None else reals)
 
     def snapshot(at_step: int) -> None:
         sampler = ema_generator if ema_generator is not None else generator
-        save_snapshot(generate(sampler, fixed_z), samples_dir / f"step_{at_step:06d}.png",
-                      real_points=real_points)
+        save_snapshot(generate(sampler, fixed_z, fixed_labels),
+                      samples_dir / f"step_{at_step:06d}.png", real_points=real_points)
 
     # --- Loop -------------------------------------------------------------------------------------
     train_step = make_train_step(
@@ -162,8 +167,8 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
         current = start_step
         while current < t.steps:
             current += t.steps_per_call  # validate.py: every action step is a multiple of it
-            values = train_step(real_batch)
-            real_batch, _ = next(batches)
+            values = train_step(*real_batch)
+            real_batch = next(batches)
             progress.update(t.steps_per_call)
 
             stopping = stop.signum  # read once: a signal arriving later is handled next step
@@ -176,7 +181,7 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
                     rollbacks += 1
                     current = last_step = roll_back(problem, rollbacks)
                     batches = batches_from(current)
-                    real_batch, _ = next(batches)
+                    real_batch = next(batches)
                     progress.n, last_time = current, time.perf_counter()
                     continue
             if log_now:

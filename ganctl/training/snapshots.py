@@ -17,7 +17,7 @@ def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 2)
     """Tile N images (NHWC, [-1, 1]) into one picture, roughly square."""
     pixels = to_uint8(images)
     n, h, w, c = pixels.shape
-    columns = columns or math.ceil(math.sqrt(n))
+    columns = columns or snapshot_columns(n)
     rows = math.ceil(n / columns)
     canvas = np.full((rows * (h + padding) + padding, columns * (w + padding) + padding, c),
                      255, np.uint8)
@@ -25,6 +25,11 @@ def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 2)
         top, left = padding + (i // columns) * (h + padding), padding + (i % columns) * (w + padding)
         canvas[top:top + h, left:left + w] = image
     return Image.fromarray(canvas[..., 0] if c == 1 else canvas)
+
+
+def snapshot_columns(n: int) -> int:
+    """Columns of a roughly square grid of n images."""
+    return math.ceil(math.sqrt(n))
 
 
 def scatter_plot(fake_points: np.ndarray, real_points: np.ndarray | None = None,

@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras import ops
 
 from ganctl.errors import UserError
+from ganctl.models.common import is_conditional
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 UPDATES = ("alternating", "simultaneous")
@@ -67,7 +68,7 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
                     seed_generator, z_dim: int, ema_decay: float, step, first_nonfinite_step,
                     jit_compile: bool = False, update_rule: str = "alternating",
                     joint_d_call: bool = False, steps_per_call: int = 1, augment=None):
-    """A tf.function taking `steps_per_call * d_steps_per_g_step * B` real images.
+    """A tf.function taking `steps_per_call * d_steps_per_g_step * B` real images and labels.
 
     update_rule="alternating": `d_steps_per_g_step` D-updates, then a G-update with fresh noise
     through the updated D (ganctl's default, the usual GAN algorithm).
@@ -75,6 +76,8 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
     the same logits, both gradients taken before either network changes. Less work per step (no
     second G and D forward), but a different algorithm, so it is an explicit choice.
     augment: images -> images applied before every D call (DiffAugment; None: none).
+    A class-conditional pair (two-input G and D, e.g. cdcgan) gets the real batch's labels: G
+    draws fakes of the same classes, so D compares real and fake class by class.
 
     All state lives in variables (step counter, RNG, optimizers), so the function has no Python
     side effects and the loop only syncs with the device when it logs.
@@ -90,61 +93,69 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
     # Batch norm would mix real and fake statistics; without it one D call on both halves is
     # equivalent (dropout masks are drawn per element either way) and cheaper.
     joint_d_call = joint_d_call and not has_batch_norm(discriminator)
+    conditional = check_conditional_pair(generator, discriminator)
 
-    def noise(batch_size):
-        return keras.random.normal((batch_size, z_dim), seed=seed_generator)
+    def fakes(labels, training=True):
+        z = keras.random.normal((ops.shape(labels)[0], z_dim), seed=seed_generator)
+        return generator([z, labels] if conditional else z, training=training)
 
     augment = augment or (lambda images: images)
 
-    def critic(images, training=True):
+    def critic(images, labels):
         # DiffAugment: D sees every image, real or fake, in each loss and penalty, through the
         # same random differentiable transforms; G's gradients flow back through them.
-        return discriminator(augment(images), training=training)
+        images = augment(images)
+        return discriminator([images, labels] if conditional else images, training=True)
 
-    def discriminate(real_images, fake_images):
-        real_images, fake_images = augment(real_images), augment(fake_images)
+    def discriminate(real_images, fake_images, labels):
         if joint_d_call:
             batch_size = ops.shape(real_images)[0]
             both = ops.concatenate([ops.cast(real_images, fake_images.dtype), fake_images], 0)
-            logits = discriminator(both, training=True)
+            logits = critic(both, ops.concatenate([labels, labels], 0))
             return logits[:batch_size], logits[batch_size:]
-        return discriminator(real_images, training=True), discriminator(fake_images, training=True)
+        return critic(real_images, labels), critic(fake_images, labels)
 
-    def discriminator_update(real_images):
-        fake_images = generator(noise(ops.shape(real_images)[0]), training=True)  # no grad into G
+    def penalty_of(real_images, fake_images, labels):
+        # Penalties see D as a function of images alone, at the batch's labels.
+        return loss.penalty(lambda images, training=True: critic(images, labels), real_images,
+                            fake_images, seed_generator)
+
+    def discriminator_update(real_images, labels):
+        fake_images = fakes(labels)  # outside the tape: no gradient into G
         with tf.GradientTape() as tape:
-            real_logits, fake_logits = discriminate(real_images, fake_images)
+            real_logits, fake_logits = discriminate(real_images, fake_images, labels)
             d_loss = loss.discriminator_loss(real_logits, fake_logits)
-            penalty = loss.penalty(critic, real_images, fake_images, seed_generator)
+            penalty = penalty_of(real_images, fake_images, labels)
             # scale_loss is the identity except under a LossScaleOptimizer (mixed_float16).
             scaled = d_optimizer.scale_loss(d_loss + penalty)
         grads = tape.gradient(scaled, discriminator.trainable_variables)
         d_optimizer.apply(grads, discriminator.trainable_variables)
         return d_loss, penalty, real_logits, fake_logits
 
-    def generator_update(batch_size):
+    def generator_update(labels):
         with tf.GradientTape() as tape:
-            fake_logits = critic(generator(noise(batch_size), training=True))
+            fake_logits = critic(fakes(labels), labels)
             g_loss = loss.generator_loss(fake_logits)
             scaled = g_optimizer.scale_loss(g_loss)
         grads = tape.gradient(scaled, generator.trainable_variables)
         g_optimizer.apply(grads, generator.trainable_variables)
         return g_loss
 
-    def alternating_update(real_batch):
-        real_chunks = ops.split(real_batch, d_steps, axis=0) if d_steps > 1 else [real_batch]
-        for real_images in real_chunks:
-            d_loss, penalty, real_logits, fake_logits = discriminator_update(real_images)
-        g_loss = generator_update(ops.shape(real_chunks[0])[0])
+    def alternating_update(real_batch, real_labels):
+        image_chunks = ops.split(real_batch, d_steps, axis=0) if d_steps > 1 else [real_batch]
+        label_chunks = ops.split(real_labels, d_steps, axis=0) if d_steps > 1 else [real_labels]
+        for real_images, labels in zip(image_chunks, label_chunks):
+            d_loss, penalty, real_logits, fake_logits = discriminator_update(real_images, labels)
+        g_loss = generator_update(label_chunks[-1])
         return d_loss, g_loss, penalty, real_logits, fake_logits
 
-    def simultaneous_update(real_images):
+    def simultaneous_update(real_images, labels):
         # Both losses come from one forward pass; the persistent tape keeps it for two backwards.
         with tf.GradientTape(persistent=True) as tape:
-            fake_images = generator(noise(ops.shape(real_images)[0]), training=True)
-            real_logits, fake_logits = discriminate(real_images, fake_images)
+            fake_images = fakes(labels)
+            real_logits, fake_logits = discriminate(real_images, fake_images, labels)
             d_loss = loss.discriminator_loss(real_logits, fake_logits)
-            penalty = loss.penalty(critic, real_images, fake_images, seed_generator)
+            penalty = penalty_of(real_images, fake_images, labels)
             g_loss = loss.generator_loss(fake_logits)
             d_scaled = d_optimizer.scale_loss(d_loss + penalty)
             g_scaled = g_optimizer.scale_loss(g_loss)
@@ -167,8 +178,8 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
 
     update_networks = simultaneous_update if update_rule == "simultaneous" else alternating_update
 
-    def one_step(real_batch):
-        d_loss, g_loss, penalty, real_logits, fake_logits = update_networks(real_batch)
+    def one_step(real_batch, real_labels):
+        d_loss, g_loss, penalty, real_logits, fake_logits = update_networks(real_batch, real_labels)
         if ema_generator is not None:
             update_ema()
         step.assign_add(1)
@@ -185,25 +196,47 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
         }
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def train_step(real_batch):
+    def train_step(real_batch, real_labels=None):
+        if real_labels is None:  # unlabelled callers (the benchmark); a conditional G needs them
+            if conditional:
+                raise UserError("a class-conditional model needs the real batch's labels.")
+            real_labels = tf.zeros(ops.shape(real_batch)[:1], "int32")
         if steps_per_call == 1:
-            return one_step(real_batch)
+            return one_step(real_batch, real_labels)
         # K steps in one call: one dispatch (and no host round trip) per K steps. A tf.range
         # loop keeps the graph the size of one step; the values returned are the last step's.
-        per_step = ops.reshape(real_batch, (steps_per_call, -1, *real_batch.shape[1:]))
+        images = ops.reshape(real_batch, (steps_per_call, -1, *real_batch.shape[1:]))
+        labels = ops.reshape(real_labels, (steps_per_call, -1))
         values = {name: tf.zeros((), "float32") for name in VALUES}
         for i in tf.range(steps_per_call):
-            values = one_step(per_step[i])
+            values = one_step(images[i], labels[i])
         return values
 
     return train_step
 
 
-def generate(generator, z, batch_size: int = 500):
-    """G(z) in inference mode as float32 numpy, in batches so memory stays bounded."""
+def check_conditional_pair(generator, discriminator) -> bool:
+    """Whether G and D are class-conditional; both or neither must be."""
+    conditional = is_conditional(generator)
+    if conditional != is_conditional(discriminator):
+        which = "generator" if conditional else "discriminator"
+        raise UserError(f"only the {which} is class-conditional: model.generator and "
+                        "model.discriminator must both take labels (model=cdcgan) or neither.")
+    return conditional
+
+
+def generate(generator, z, labels=None, batch_size: int = 500):
+    """G(z) (or G(z, labels) for a conditional G) in inference mode as float32 numpy, in batches
+    so memory stays bounded."""
     import numpy as np
 
-    parts = [ops.convert_to_numpy(ops.cast(generator(z[i:i + batch_size], training=False),
-                                           "float32"))
-             for i in range(0, len(z), batch_size)]
+    if is_conditional(generator) and labels is None:
+        raise UserError("this generator is class-conditional: it needs a label per sample "
+                        "(e.g. ganctl sample labels=[3,7] or per_class=8).")
+    parts = []
+    for i in range(0, len(z), batch_size):
+        inputs = z[i:i + batch_size]
+        if is_conditional(generator):
+            inputs = [inputs, np.asarray(labels[i:i + batch_size], np.int32)]
+        parts.append(ops.convert_to_numpy(ops.cast(generator(inputs, training=False), "float32")))
     return np.concatenate(parts, 0)
