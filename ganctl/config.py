@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import II, MISSING
+from omegaconf import II, MISSING, OmegaConf
 
 
 @dataclass
@@ -130,7 +130,23 @@ class EvalConfig:
     cas_epochs: int = 3                 # cas: epochs of each classifier (synthetic and real)
 
 
+MAX_DIR_NAME = 120  # file systems allow 255 bytes; leave room for the job number and suffixes
+
+
+def short_dir_name(name: str) -> str:
+    """A sweep job's folder name: the overrides, cut short with a hash of the whole when they
+    would make a name too long to create (Optuna's many-digit floats quickly do)."""
+    if len(name.encode()) <= MAX_DIR_NAME:
+        return name
+    import hashlib
+
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return name.encode()[:MAX_DIR_NAME - 12].decode(errors="ignore") + "__" + digest
+
+
 def register_configs() -> None:
+    if not OmegaConf.has_resolver("ganctl_dir_name"):
+        OmegaConf.register_new_resolver("ganctl_dir_name", short_dir_name)
     cs = ConfigStore.instance()
     # Group YAMLs merge into these typed nodes, so their keys and types are checked too.
     cs.store(name="base_train", node=TrainRunConfig)

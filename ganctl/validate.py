@@ -59,10 +59,16 @@ def precheck(command: str, args: list[str]) -> None:
     if config_dirs:
         paths = ",".join(f"file://{Path(d).resolve()}" for d in config_dirs)
         overrides = [*overrides, f"hydra.searchpath=[{paths}]"]
+    optuna = multirun and any(o.replace(" ", "").startswith("hydra/sweeper=optuna")
+                              for o in overrides)
     for job in _expand(overrides, multirun):
+        if command == "sample":
+            _check_sample_overrides(job)
         cfg = _compose(command, job)
         if command == "train":
             check_train_config(cfg)
+            if optuna:
+                check_optuna_objective(cfg)
             from ganctl.training.components import check_components  # imports the targets
 
             check_components(cfg)
@@ -153,6 +159,17 @@ def check_train_config(cfg: DictConfig) -> None:
     _check_speed_options(cfg)
 
 
+def check_optuna_objective(cfg: DictConfig) -> None:
+    """An Optuna study optimises the run's best in-training evaluation, so there must be one."""
+    every, steps = cfg.train.eval_every, cfg.train.steps
+    if not every or every > steps:
+        raise UserError(f"hydra/sweeper=optuna_eval scores each trial by its best in-training "
+                        f"evaluation (train.eval_metrics={list(cfg.train.eval_metrics)}), but "
+                        f"train.eval_every={every} with train.steps={steps} evaluates never. Set "
+                        f"train.eval_every to a number of steps <= train.steps, e.g. "
+                        f"train.eval_every={max(1, steps // 5)}.")
+
+
 def _default(name: str):
     """A TrainConfig field's default value."""
     spec = next(f for f in dataclasses.fields(schemas.TrainConfig) if f.name == name)
@@ -181,9 +198,80 @@ def check_sample_config(cfg: DictConfig) -> None:
     _check_known_keys(cfg, schemas.SampleConfig, "")
     if cfg.num <= 0:
         raise UserError(f"num={cfg.num} must be 1 or more (the number of samples to write).")
-    formats = ("grid", "png", "npz", "gif")
+    formats = ("grid", "png", "npz", "gif", "dataset")
     if cfg.format not in formats:
         raise UserError(f"format={cfg.format} is not one of: {', '.join(formats)}.")
+    if cfg.interpolate and cfg.format == "dataset":
+        raise UserError("interpolate=true writes an animated GIF, so it cannot be combined with "
+                        "format=dataset; drop one of them.")
+    if cfg.per_class is not None and cfg.per_class <= 0:
+        raise UserError(f"per_class={cfg.per_class} must be 1 or more (samples of each class).")
+    if cfg.labels is not None:
+        labels = list(cfg.labels)
+        if not labels:
+            raise UserError("labels=[] names no class. Give class numbers such as labels=[3,7], "
+                            "or leave labels out to draw every class.")
+        classes = run_classes(cfg.run)
+        if classes is not None and classes[0] > 0:
+            bad = [label for label in labels if not 0 <= label < classes[0]]
+            if bad:
+                raise UserError(f"labels={labels}: {bad[0]} is not a class of this run's "
+                                f"dataset. {_accepted_labels(*classes)}")
+
+
+def run_classes(run: str) -> tuple[int, tuple[str, ...], str] | None:
+    """(num_classes, class_names, dataset name) of a run's dataset, read without TensorFlow, or
+    None when the run folder cannot tell (sample then reports what is wrong with it)."""
+    from ganctl.registry import build
+    from ganctl.training import rundir
+
+    try:
+        run_cfg = rundir.load_run_config(rundir.check_run_dir(run))
+        dataset = build(run_cfg.dataset, "dataset", schemas.DatasetConfig)
+        name = str(run_cfg.dataset["_target_"]).split(".")[2]
+        return int(dataset.num_classes), tuple(dataset.class_names), name
+    except UserError:
+        return None
+
+
+def _accepted_labels(num_classes: int, names: tuple[str, ...], dataset: str) -> str:
+    """The sentence naming the accepted label range, with the class names when they say more."""
+    if num_classes == 0:
+        return (f"The run's dataset ({dataset}) has no classes, so its model draws none; "
+                "labels= needs a class-conditional run (model=cdcgan on labelled data).")
+    numbered = names == tuple(str(i) for i in range(num_classes))
+    listed = "" if numbered or num_classes > 20 else " (" + ", ".join(
+        f"{i}={n}" for i, n in enumerate(names)) + ")"
+    return (f"Labels are whole numbers from 0 to {num_classes - 1} ({dataset} has {num_classes} "
+            f"classes{listed}), in brackets: e.g. labels=[{min(3, num_classes - 1)}] or "
+            f"labels=[0,{num_classes - 1}].")
+
+
+def _check_sample_overrides(overrides: list[str]) -> None:
+    """labels= and per_class= in a form Hydra would reject with a message about types: say what
+    is accepted instead (class numbers in brackets, a whole number)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = [o for o in OverridesParser.create().parse_overrides(overrides)
+              if not o.is_delete() and not o.is_sweep_override()]
+    run = next((str(o.value()) for o in parsed if o.key_or_group == "run"), None)
+    for o in parsed:
+        value = o.value()
+        if o.key_or_group == "labels" and value is not None and not (
+                isinstance(value, list) and all(_is_int(v) for v in value)):
+            classes = run_classes(run) if run else None
+            accepted = (_accepted_labels(*classes) if classes else "Labels are whole numbers "
+                        "from 0 to K-1, K being the number of classes of the run's dataset (10 "
+                        "for mnist), in brackets: e.g. labels=[3] or labels=[3,7].")
+            raise UserError(f"labels={o.get_value_element_as_str()} is not a list of class "
+                            f"numbers. {accepted}")
+        if o.key_or_group == "per_class" and value is not None and not _is_int(value):
+            raise UserError(f"per_class={o.get_value_element_as_str()} must be a whole number "
+                            "(samples of each class), e.g. per_class=8.")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_required(cfg: DictConfig) -> None:

@@ -236,3 +236,54 @@ def test_cluster_and_optuna_presets_compose(preset, expected, tmp_path):
     result = ganctl("train", preset, "--cfg", "hydra", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert expected in result.stdout and "deprecated" not in result.stderr
+
+
+@plugin("hydra_optuna_sweeper")
+def test_optuna_study_optimises_the_runs_best_evaluation(tmp_path):
+    """Two trials on the ring: each returns its best in-training FID, and Optuna's best value is
+    the lower of the two, read back from each trial's own checkpoints/best/best.json."""
+    import yaml
+
+    sweep = tmp_path / "study"
+    result = ganctl("train", "-m", "hydra/sweeper=optuna_eval", "hydra.sweeper.n_trials=2",
+                    "hydra.sweeper.n_jobs=1", "model=mlp", "dataset=ring", "dataset.size=512",
+                    "model.generator.width=16", "model.discriminator.width=16",
+                    "train.batch_size=32", "train.steps=20", "train.eval_every=10",
+                    "train.eval_num=256", "train.log_every=10", "train.progress=false",
+                    "train.sample_grid=4", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = sorted(p for p in sweep.iterdir() if (p / "checkpoints" / "best").is_dir())
+    assert len(trials) == 2
+    bests = [json.loads((t / "checkpoints" / "best" / "best.json").read_text()) for t in trials]
+    assert {b["metric"] for b in bests} == {"fid"}
+    study = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert study["best_value"] == pytest.approx(min(b["value"] for b in bests), rel=1e-9)
+
+
+def test_optuna_needs_an_in_training_evaluation(tmp_path):
+    result = ganctl("train", "-m", "hydra/sweeper=optuna_eval", "train.steps=100",
+                    f"hydra.sweep.dir={tmp_path / 'study'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "train.eval_every=0 with train.steps=100" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "study").exists()
+
+
+def test_optuna_objective_refuses_a_study_pointed_the_wrong_way():
+    from ganctl.commands.train import optuna_objective
+
+    best = {"metric": "fid", "value": 12.5, "step": 10}
+    assert optuna_objective({"best": best}, "minimize") == 12.5
+    assert optuna_objective({"best": best}, "StudyDirection.MINIMIZE") == 12.5
+    with pytest.raises(UserError, match="hydra.sweeper.direction=minimize"):
+        optuna_objective({"best": best}, "maximize")
+    with pytest.raises(UserError, match="train.eval_every"):
+        optuna_objective({"best": None}, "minimize")
+
+
+def test_sweep_folder_names_stay_short_and_distinct():
+    from ganctl.config import MAX_DIR_NAME, short_dir_name
+
+    assert short_dir_name("loss=ns,train.seed=1") == "loss=ns,train.seed=1"
+    long_names = [f"train.g_lr={lr},train.d_lr=0.0002693883019285409," + "x" * 200 for lr in (1, 2)]
+    short = [short_dir_name(name) for name in long_names]
+    assert all(len(name.encode()) <= MAX_DIR_NAME for name in short) and short[0] != short[1]

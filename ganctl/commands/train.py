@@ -29,7 +29,35 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from ganctl.training.loop import train
 
     with _only_writer(run_dir):
-        return train(cfg, run_dir, resuming=resuming)
+        result = train(cfg, run_dir, resuming=resuming)
+    if _optuna_sweeper() is not None:
+        return optuna_objective(result, _optuna_sweeper().direction)
+    return result
+
+
+def _optuna_sweeper():
+    """The Optuna sweeper's config when this job is an Optuna trial, else None."""
+    if not HydraConfig.initialized():
+        return None
+    sweeper = HydraConfig.get().sweeper
+    return sweeper if "optuna" in str(sweeper.get("_target_", "")).lower() else None
+
+
+def optuna_objective(result: dict, direction) -> float:
+    """The number an Optuna trial reports: the best in-training evaluation (checkpoints/best/
+    best.json), checked against the study's direction so a search never optimises backwards."""
+    from ganctl.evaluation import LOWER_IS_BETTER
+
+    best = result.get("best")
+    if best is None:
+        raise UserError("this Optuna trial has no in-training evaluation to report; set "
+                        "train.eval_every to a number of steps <= train.steps.")
+    wanted = "minimize" if best["metric"] in LOWER_IS_BETTER else "maximize"
+    if str(direction).split(".")[-1].lower() != wanted:
+        raise UserError(f"the trials are scored by {best['metric']}, which should be {wanted}d, "
+                        f"but the study's direction is {direction}; set "
+                        f"hydra.sweeper.direction={wanted}.")
+    return float(best["value"])
 
 
 @contextlib.contextmanager

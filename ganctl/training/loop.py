@@ -221,7 +221,7 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     (ema_generator if ema_generator is not None else generator).save(exported)
     log.info("done: %d steps in %.1f s; checkpoints in %s, generator exported to %s",
              final, time.perf_counter() - started, checkpoints.directory, exported)
-    return {"step": final, "run_dir": str(run_dir)}
+    return {"step": final, "run_dir": str(run_dir), "best": periodic_eval.best}
 
 
 def _save_run_config(cfg, dataset, run_dir: Path) -> None:

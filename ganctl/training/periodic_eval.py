@@ -25,6 +25,7 @@ class PeriodicEval:
         t = cfg.train
         self.every, self.num, self.metrics, self.seed = t.eval_every, t.eval_num, list(t.eval_metrics), t.seed
         self.dataset, self.name = dataset, dataset_name(cfg.dataset)
+        self.best = None
         if not self.every:
             return
         self.extractor = build_extractor("auto", dataset=dataset, dataset_name=self.name,
