@@ -74,6 +74,9 @@ class TrainConfig:
     joint_d_call: bool = False          # one D call on concat(real, fake) when D has no BN
     steps_per_call: int = 1             # training steps per compiled call (GPU dispatch)
     deterministic: bool = False         # op determinism for bit-exact resume (slower)
+    # auto: multi_worker when TF_CONFIG names several workers, mirrored on >1 GPU, else single.
+    # batch_size stays the global batch, so N replicas compute what one device would.
+    strategy: str = "auto"              # auto | single | mirrored | multi_worker
     augment: str = "none"               # none | diffaug (DiffAugment, Zhao et al. 2020)
     # diffaug: the transforms, applied in this order; e.g. train.augment_policy=[translation,cutout]
     augment_policy: List[str] = field(default_factory=lambda: ["color", "translation", "cutout"])

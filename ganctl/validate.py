@@ -29,7 +29,8 @@ _UNIT_INTERVAL = ["train.g_beta1", "train.g_beta2", "train.d_beta1", "train.d_be
 _CHOICES = {"train.on_nan": ("stop", "rollback"), "dataset.on_bad_file": ("skip", "error"),
             "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
             "train.update_rule": ("alternating", "simultaneous"),
-            "train.augment": ("none", "diffaug")}
+            "train.augment": ("none", "diffaug"),
+            "train.strategy": ("auto", "single", "mirrored", "multi_worker")}
 # Steps at which the loop acts; with train.steps_per_call=K it only sees every K-th step.
 _STEP_MULTIPLES = ["train.steps", "train.log_every", "train.sample_every",
                    "train.checkpoint_every", "train.eval_every"]

@@ -15,8 +15,10 @@ from ganctl.validate import check_train_config
 
 # With resume=, these may differ from the saved run: how long to go on, how to report it and how
 # often to save. None of them changes what a step computes, so a resume stays exact.
+# train.strategy only changes how the same step is spread over devices (tests/test_distribute.py).
 RESUMABLE_OVERRIDES = ("resume", "train.steps", "train.progress", "train.log_every",
-                       "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints")
+                       "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints",
+                       "train.strategy")
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
@@ -28,7 +30,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from ganctl.training.loop import train
 
-    with _only_writer(run_dir):
+    from ganctl.training.distribute import is_chief_process
+
+    # Other workers of a multi-worker run share the chief's run folder but never write to it.
+    with _only_writer(run_dir) if is_chief_process() else contextlib.nullcontext():
         result = train(cfg, run_dir, resuming=resuming)
     if _optuna_sweeper() is not None:
         return optuna_objective(result, _optuna_sweeper().direction)

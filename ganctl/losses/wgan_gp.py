@@ -8,6 +8,7 @@ from keras import ops
 from ganctl.errors import UserError
 from ganctl.losses.base import Loss
 from ganctl.losses.minimax import check_d_steps
+from ganctl.training.distribute import replica_rows
 
 
 def random_interpolation(real_images, fake_images, seed_generator):
@@ -19,7 +20,8 @@ def random_interpolation(real_images, fake_images, seed_generator):
     real_images = ops.cast(real_images, "float32")
     fake_images = ops.cast(fake_images, "float32")
     eps_shape = (ops.shape(real_images)[0],) + (1,) * (len(real_images.shape) - 1)
-    eps = keras.random.uniform(eps_shape, minval=0.0, maxval=1.0, seed=seed_generator)
+    eps = replica_rows(lambda shape: keras.random.uniform(shape, 0.0, 1.0, seed=seed_generator),
+                       eps_shape)  # one device's draw under train.strategy too
     return eps * real_images + (1.0 - eps) * fake_images
 
 

@@ -40,3 +40,23 @@ def output_activation(bounded: bool) -> str:
 def is_conditional(model) -> bool:
     """A class-conditional network takes two inputs: (z, labels) for G, (images, labels) for D."""
     return len(model.inputs) == 2
+
+
+@keras.saving.register_keras_serializable(package="ganctl")
+class Dropout(keras.layers.Dropout):
+    """Keras' Dropout, except that on N replicas (train.strategy) each replica applies its rows
+    of the mask one device would draw for the global batch; stock Dropout would give every
+    replica the same mask, since they share the seed state."""
+
+    def call(self, inputs, training=False):
+        import tensorflow as tf
+
+        from ganctl.training.distribute import replica_rows
+
+        context = tf.distribute.get_replica_context()
+        if not training or self.rate == 0 or context is None or context.num_replicas_in_sync == 1:
+            return super().call(inputs, training=training)
+        keep = replica_rows(lambda shape: keras.random.dropout(
+            keras.ops.ones(shape, inputs.dtype), self.rate, seed=self.seed_generator),
+            keras.ops.shape(inputs))
+        return inputs * keep

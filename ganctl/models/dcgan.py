@@ -8,7 +8,7 @@ import keras
 from keras import layers
 
 from ganctl.errors import UserError
-from ganctl.models.common import check_network, output_activation, spectral_normalized
+from ganctl.models.common import Dropout, check_network, output_activation, spectral_normalized
 
 # 4x4 kernels divide evenly by the stride of 2, which avoids the checkerboard pattern that
 # uneven overlap of transposed convolutions produces (Odena et al. 2016).
@@ -115,5 +115,5 @@ def downsample(images, image_shape, *, width: int, batch_norm: bool, dropout: fl
             x = layers.BatchNormalization(name=f"{name}_bn")(x)
         x = layers.LeakyReLU(negative_slope=0.2, name=f"{name}_lrelu")(x)
         if dropout > 0:
-            x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
+            x = Dropout(dropout, name=f"{name}_dropout")(x)
     return layers.Flatten(name="flatten")(x)

@@ -6,7 +6,7 @@ import math
 import keras
 from keras import layers
 
-from ganctl.models.common import check_network, output_activation, spectral_normalized
+from ganctl.models.common import Dropout, check_network, output_activation, spectral_normalized
 
 
 def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: bool = True,
@@ -44,6 +44,6 @@ def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64, d
         x = spectral_normalized(layers.Dense(width, name=f"dense{i}"), spectral_norm)(x)
         x = layers.LeakyReLU(negative_slope=0.2, name=f"dense{i}_lrelu")(x)
         if dropout > 0:
-            x = layers.Dropout(dropout, name=f"dense{i}_dropout")(x)
+            x = Dropout(dropout, name=f"dense{i}_dropout")(x)
     logits = spectral_normalized(layers.Dense(1, name="logits"), spectral_norm)(x)
     return keras.Model(images, logits, name="discriminator")

@@ -9,7 +9,7 @@ import keras
 from keras import layers
 
 from ganctl.errors import UserError
-from ganctl.models.common import check_network, output_activation
+from ganctl.models.common import Dropout, check_network, output_activation
 
 KERNEL_SIZE = 5
 
@@ -63,7 +63,7 @@ def build_discriminator(*, image_shape, width: int = 64, dropout: float = 0.3) -
         x = layers.Conv2D(channels, KERNEL_SIZE, strides=2, padding="same", name=name)(x)
         x = layers.LeakyReLU(negative_slope=0.3, name=f"{name}_lrelu")(x)
         if dropout > 0:
-            x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
+            x = Dropout(dropout, name=f"{name}_dropout")(x)
     x = layers.Flatten(name="flatten")(x)
     logits = layers.Dense(1, dtype="float32", name="logits")(x)  # float32 logits for the loss
     return keras.Model(images, logits, name="discriminator")

@@ -4,7 +4,8 @@ Real and fake images alike pass through them before each D call, in the D step a
 so D cannot memorise a small training set while G still gets gradients through the transforms.
 The transforms follow the paper's code for images in [-1, 1]: colour (brightness, saturation,
 contrast), translation by up to 1/8 of the size with zero padding, cutout of a 1/2-size square.
-All randomness comes from one keras SeedGenerator, so runs are seeded and resume exactly.
+All randomness comes from one keras SeedGenerator, so runs are seeded and resume exactly, and
+each draw is one device's draw under train.strategy (distribute.replica_rows).
 """
 from __future__ import annotations
 
@@ -13,13 +14,20 @@ import tensorflow as tf
 from keras import ops
 
 from ganctl.errors import UserError
+from ganctl.training.distribute import replica_rows
 
 
 def _per_example(images, seed_generator, low: float, high: float):
     """One uniform draw per example, shaped to broadcast over (H, W, C)."""
     shape = (ops.shape(images)[0], 1, 1, 1)
-    draw = keras.random.uniform(shape, minval=low, maxval=high, seed=seed_generator)
+    draw = replica_rows(lambda s: keras.random.uniform(s, low, high, seed=seed_generator), shape)
     return ops.cast(draw, images.dtype)
+
+
+def _per_example_ints(seed_generator, batch_size, low: int, high: int):
+    """One integer in [low, high) per example, shaped (B, 1)."""
+    return replica_rows(lambda s: keras.random.randint(s, low, high, seed=seed_generator),
+                        (batch_size, 1))
 
 
 def brightness(images, seed_generator):
@@ -42,7 +50,7 @@ def translation(images, seed_generator, ratio: float = 1 / 8):
     for axis in (1, 2):
         size = int(images.shape[axis])
         limit = int(size * ratio + 0.5)
-        shift = keras.random.randint((batch_size, 1), -limit, limit + 1, seed=seed_generator)
+        shift = _per_example_ints(seed_generator, batch_size, -limit, limit + 1)
         source = ops.arange(size, dtype="int32")[None, :] - shift  # (B, size): row/column read
         inside = ops.cast((source >= 0) & (source < size), images.dtype)
         # A gather, so the gradient reaches exactly the input pixels that were read.
@@ -58,7 +66,7 @@ def cutout(images, seed_generator, ratio: float = 1 / 2):
     for axis in (1, 2):
         size = int(images.shape[axis])
         cut = int(size * ratio + 0.5)
-        centre = keras.random.randint((batch_size, 1), 0, size + 1 - cut % 2, seed=seed_generator)
+        centre = _per_example_ints(seed_generator, batch_size, 0, size + 1 - cut % 2)
         start = centre - cut // 2
         position = ops.arange(size, dtype="int32")[None, :]
         inside.append(ops.cast((position >= start) & (position < start + cut), images.dtype))

@@ -19,6 +19,8 @@ from ganctl.models.common import is_conditional
 from ganctl.training import rundir
 from ganctl.training.augment import make_augment
 from ganctl.training.checkpoints import Checkpoints, rng_states
+from ganctl.training.distribute import (check_strategy, is_chief_process, make_strategy,
+                                        replicas, synchronize_batch_norm)
 from ganctl.training.components import (build_dataset, build_discriminator, build_generator,
                                         build_loss, clone_generator)
 from ganctl.training.metrics_log import MetricsLog
@@ -34,13 +36,19 @@ logging.getLogger("absl").setLevel(logging.WARNING)  # TF's per-save INFO chatte
 def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     t = cfg.train
 
-    # --- Seed & device -------------------------------------------------------------------------
+    # --- Devices & seed -------------------------------------------------------------------------
+    strategy = make_strategy(t.strategy)  # first: a multi-worker runtime is set up before any op
     keras.utils.set_random_seed(t.seed)
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     precision = resolve_precision(t.precision, device)  # the dtype policy the networks get
-    log.info("precision %s (train.precision=%s) on %s", precision, t.precision, device)
+    check_strategy(strategy, batch_size=t.batch_size, jit_compile=t.jit_compile)
+    # Only the chief writes (config, logs, snapshots, checkpoints, export); other workers compute.
+    chief = is_chief_process()
+    log.info("precision %s (train.precision=%s) on %s, %d replica(s) (train.strategy=%s)%s",
+             precision, t.precision, device, replicas(strategy), t.strategy,
+             "" if chief else "; this worker writes nothing, the chief writes the run")
 
     # --- Dataset ---------------------------------------------------------------------------------
     dataset = build_dataset(cfg.dataset)
@@ -48,23 +56,27 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     images_per_step = t.batch_size * d_steps  # real examples D sees per G update
 
     # --- Networks --------------------------------------------------------------------------------
-    with dtype_policy(precision):  # layers take the policy when built; it is not left set
+    # Everything with state is made in the strategy's scope: mirrored on every replica.
+    with strategy.scope(), dtype_policy(precision):  # layers take the policy when built
         generator = build_generator(cfg.model, dataset)
         discriminator = build_discriminator(cfg.model, dataset)
         ema_generator = clone_generator(generator) if t.ema > 0 else None
+    if replicas(strategy) > 1:
+        synchronize_batch_norm(generator, discriminator)
 
     # --- Optimizers & loss -----------------------------------------------------------------------
     loss = build_loss(cfg.loss)
-    g_optimizer = make_optimizer(t.g_lr, t.g_beta1, t.g_beta2, precision)
-    d_optimizer = make_optimizer(t.d_lr, t.d_beta1, t.d_beta2, precision)
-    # Built now so a restore fills the slots immediately and can be checked for a full match.
-    g_optimizer.build(generator.trainable_variables)
-    d_optimizer.build(discriminator.trainable_variables)
+    with strategy.scope():
+        g_optimizer = make_optimizer(t.g_lr, t.g_beta1, t.g_beta2, precision)
+        d_optimizer = make_optimizer(t.d_lr, t.d_beta1, t.d_beta2, precision)
+        # Built now so a restore fills the slots immediately and can be checked for a full match.
+        g_optimizer.build(generator.trainable_variables)
+        d_optimizer.build(discriminator.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        first_nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        seed_generator = keras.random.SeedGenerator(t.seed)
 
     # --- Checkpoint: restore the latest when resuming ------------------------------------------
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    first_nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
-    seed_generator = keras.random.SeedGenerator(t.seed)
     trackables = dict(generator=generator, discriminator=discriminator, g_optimizer=g_optimizer,
                       d_optimizer=d_optimizer, step=step, rng=seed_generator.state.value,
                       layer_rngs=rng_states(generator) + rng_states(discriminator))
@@ -76,7 +88,8 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
         if restored is None:
             raise UserError(f"resume={run_dir} has no checkpoint in {checkpoints.directory}; "
                             "nothing to resume. Start a new run instead.")
-        checkpoints.discard_after(restored)
+        if chief:
+            checkpoints.discard_after(restored)
         # The checkpoint's learning rates are kept: they differ from the config only where a NaN
         # rollback halved them, and keeping them is what makes a resume exact.
         log.info("resumed %s at step %d (g_lr %.3g, d_lr %.3g)", run_dir, restored,
@@ -90,7 +103,8 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
 
     batches = batches_from(start_step)
     first_real = next(batches)  # (images, labels)
-    _save_run_config(cfg, dataset, run_dir)  # on resume only now: a failed restore changes nothing
+    if chief:  # on resume only now: a failed restore changes nothing
+        _save_run_config(cfg, dataset, run_dir)
     log.info("dataset %s (%s), %s on %s, %d params G / %d params D", dataset.image_shape,
              dataset.source, type(loss).__name__, device, generator.count_params(),
              discriminator.count_params())
@@ -104,11 +118,13 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     fixed_labels = (np.arange(t.sample_grid) // columns % max(dataset.num_classes, 1)
                     if is_conditional(generator) else None)
     real_points = dataset.arrays("train", limit=2000)[0] if dataset.kind == "points" else None
-    if not resuming:
+    if chief and not resuming:
         reals = first_real[0].numpy()[:t.sample_grid]
         save_snapshot(reals, run_dir / "reals.png", real_points=None if real_points is None else reals)
 
     def snapshot(at_step: int) -> None:
+        if not chief:
+            return
         sampler = ema_generator if ema_generator is not None else generator
         save_snapshot(generate(sampler, fixed_z, fixed_labels),
                       samples_dir / f"step_{at_step:06d}.png", real_points=real_points)
@@ -120,9 +136,10 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
         z_dim=cfg.model.z_dim, ema_decay=t.ema, step=step,
         first_nonfinite_step=first_nonfinite_step, jit_compile=t.jit_compile,
         update_rule=t.update_rule, joint_d_call=t.joint_d_call, steps_per_call=t.steps_per_call,
-        augment=make_augment(t.augment_policy if t.augment == "diffaug" else "none", seed_generator))
-    metrics = MetricsLog(run_dir)
-    periodic_eval = PeriodicEval(cfg, dataset, checkpoints.directory, **trackables)
+        augment=make_augment(t.augment_policy if t.augment == "diffaug" else "none", seed_generator),
+        strategy=strategy)
+    metrics = MetricsLog(run_dir) if chief else None
+    periodic_eval = PeriodicEval(cfg, dataset, checkpoints.directory, chief, **trackables)
     progress = tqdm(total=t.steps, initial=start_step, unit="step", dynamic_ncols=True,
                     disable=not (t.progress and sys.stderr.isatty()))
     # Everything a checkpoint holds that can go NaN; checked before each save.
@@ -160,7 +177,7 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     rollbacks = 0
     if start_step == 0:
         snapshot(0)
-        if t.on_nan == "rollback":
+        if t.on_nan == "rollback" and chief:
             checkpoints.save(0)  # so a NaN before the first periodic save has a place to go back to
     try:
         real_batch = first_real
@@ -190,7 +207,8 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
                 row["images_per_s"] = (current - last_step) * images_per_step / (now - last_time)
                 row["images_seen"] = current * images_per_step
                 row["wall_s"] = now - started
-                metrics.write(current, row)
+                if chief:
+                    metrics.write(current, row)
                 progress.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}",
                                      ips=f"{row['images_per_s']:.0f}")
                 log.info("step %d/%d  d_loss %.4f  g_loss %.4f  D(x) %.3f  D(G(z)) %.3f  "
@@ -202,7 +220,7 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
             if periodic_eval.due(current):
                 metrics.write(current, periodic_eval(
                     current, ema_generator if ema_generator is not None else generator))
-            if save_now:
+            if save_now and chief:
                 checkpoints.save(current)
             if stopping:
                 raise Interrupted(
@@ -210,15 +228,17 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
                     f"saved. Continue with: ganctl train resume={run_dir}", 128 + stopping)
     finally:
         progress.close()
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
         stop.restore()
 
     # --- Final save --------------------------------------------------------------------------------
     final = int(step.numpy())
-    if final > start_step and final not in checkpoints.steps():
-        checkpoints.save(final)
     exported = run_dir / rundir.GENERATOR_EXPORT
-    (ema_generator if ema_generator is not None else generator).save(exported)
+    if chief:
+        if final > start_step and final not in checkpoints.steps():
+            checkpoints.save(final)
+        (ema_generator if ema_generator is not None else generator).save(exported)
     log.info("done: %d steps in %.1f s; checkpoints in %s, generator exported to %s",
              final, time.perf_counter() - started, checkpoints.directory, exported)
     return {"step": final, "run_dir": str(run_dir), "best": periodic_eval.best}

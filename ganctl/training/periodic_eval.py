@@ -21,9 +21,11 @@ class PeriodicEval:
     for FID/KID, higher for the rest).
     """
 
-    def __init__(self, cfg, dataset, checkpoint_dir: Path, **trackables):
+    def __init__(self, cfg, dataset, checkpoint_dir: Path, chief: bool = True, **trackables):
         t = cfg.train
-        self.every, self.num, self.metrics, self.seed = t.eval_every, t.eval_num, list(t.eval_metrics), t.seed
+        # Only the chief of a multi-worker run evaluates: it is the one that writes.
+        self.every = t.eval_every if chief else 0
+        self.num, self.metrics, self.seed = t.eval_num, list(t.eval_metrics), t.seed
         self.dataset, self.name = dataset, dataset_name(cfg.dataset)
         self.best = None
         if not self.every:

@@ -13,6 +13,7 @@ from keras import ops
 
 from ganctl.errors import UserError
 from ganctl.models.common import is_conditional
+from ganctl.training.distribute import per_replica_loss, replica_rows, replica_slice
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 UPDATES = ("alternating", "simultaneous")
@@ -67,7 +68,8 @@ def make_optimizer(learning_rate: float, beta_1: float, beta_2: float, precision
 def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimizer, d_optimizer,
                     seed_generator, z_dim: int, ema_decay: float, step, first_nonfinite_step,
                     jit_compile: bool = False, update_rule: str = "alternating",
-                    joint_d_call: bool = False, steps_per_call: int = 1, augment=None):
+                    joint_d_call: bool = False, steps_per_call: int = 1, augment=None,
+                    strategy=None):
     """A tf.function taking `steps_per_call * d_steps_per_g_step * B` real images and labels.
 
     update_rule="alternating": `d_steps_per_g_step` D-updates, then a G-update with fresh noise
@@ -79,9 +81,15 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
     A class-conditional pair (two-input G and D, e.g. cdcgan) gets the real batch's labels: G
     draws fakes of the same classes, so D compares real and fake class by class.
 
+    strategy: a tf.distribute strategy whose scope made every variable (None: the default,
+    one device). The function is cross-replica: each replica updates on its rows of the global
+    batch (ganctl/training/distribute.py), then the values are averaged and the step counter,
+    EMA and NaN bookkeeping run once.
+
     All state lives in variables (step counter, RNG, optimizers), so the function has no Python
     side effects and the loop only syncs with the device when it logs.
     """
+    strategy = strategy or tf.distribute.get_strategy()
     d_steps = loss.d_steps_per_g_step
     if update_rule not in UPDATES:
         raise UserError(f"train.update_rule={update_rule} is not one of: "
@@ -96,7 +104,8 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
     conditional = check_conditional_pair(generator, discriminator)
 
     def fakes(labels, training=True):
-        z = keras.random.normal((ops.shape(labels)[0], z_dim), seed=seed_generator)
+        z = replica_rows(lambda shape: keras.random.normal(shape, seed=seed_generator),
+                         (ops.shape(labels)[0], z_dim))
         return generator([z, labels] if conditional else z, training=training)
 
     augment = augment or (lambda images: images)
@@ -127,7 +136,7 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
             d_loss = loss.discriminator_loss(real_logits, fake_logits)
             penalty = penalty_of(real_images, fake_images, labels)
             # scale_loss is the identity except under a LossScaleOptimizer (mixed_float16).
-            scaled = d_optimizer.scale_loss(d_loss + penalty)
+            scaled = d_optimizer.scale_loss(per_replica_loss(d_loss + penalty, strategy))
         grads = tape.gradient(scaled, discriminator.trainable_variables)
         d_optimizer.apply(grads, discriminator.trainable_variables)
         return d_loss, penalty, real_logits, fake_logits
@@ -136,7 +145,7 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
         with tf.GradientTape() as tape:
             fake_logits = critic(fakes(labels), labels)
             g_loss = loss.generator_loss(fake_logits)
-            scaled = g_optimizer.scale_loss(g_loss)
+            scaled = g_optimizer.scale_loss(per_replica_loss(g_loss, strategy))
         grads = tape.gradient(scaled, generator.trainable_variables)
         g_optimizer.apply(grads, generator.trainable_variables)
         return g_loss
@@ -157,8 +166,8 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
             d_loss = loss.discriminator_loss(real_logits, fake_logits)
             penalty = penalty_of(real_images, fake_images, labels)
             g_loss = loss.generator_loss(fake_logits)
-            d_scaled = d_optimizer.scale_loss(d_loss + penalty)
-            g_scaled = g_optimizer.scale_loss(g_loss)
+            d_scaled = d_optimizer.scale_loss(per_replica_loss(d_loss + penalty, strategy))
+            g_scaled = g_optimizer.scale_loss(per_replica_loss(g_loss, strategy))
         d_grads = tape.gradient(d_scaled, discriminator.trainable_variables)
         g_grads = tape.gradient(g_scaled, generator.trainable_variables)
         del tape
@@ -178,22 +187,32 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
 
     update_networks = simultaneous_update if update_rule == "simultaneous" else alternating_update
 
-    def one_step(real_batch, real_labels):
+    def replica_update(real_batch, real_labels):
+        """Replica context: this replica's rows, the network updates, its local mean values."""
+        real_batch, real_labels = (replica_slice(real_batch, d_steps),
+                                   replica_slice(real_labels, d_steps))
         d_loss, g_loss, penalty, real_logits, fake_logits = update_networks(real_batch, real_labels)
-        if ema_generator is not None:
-            update_ema()
-        step.assign_add(1)
-        penalty = ops.cast(penalty, "float32")
-        finite = tf.math.is_finite(d_loss) & tf.math.is_finite(g_loss) & tf.math.is_finite(penalty)
-        first_nonfinite_step.assign(tf.where(
-            (first_nonfinite_step < 0) & ~finite, step, first_nonfinite_step))
         return {
-            "d_loss": d_loss,
-            "g_loss": g_loss,
-            "gp": penalty,
+            "d_loss": ops.cast(d_loss, "float32"),
+            "g_loss": ops.cast(g_loss, "float32"),
+            "gp": ops.cast(penalty, "float32"),
             "d_real": ops.mean(ops.cast(loss.probability(real_logits), "float32")),
             "d_fake": ops.mean(ops.cast(loss.probability(fake_logits), "float32")),
         }
+
+    def one_step(real_batch, real_labels):
+        per_replica = strategy.run(replica_update, args=(real_batch, real_labels))
+        # Equal shares, so the mean of the replicas' means is the global batch's mean.
+        values = {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                  for name, value in per_replica.items()}
+        if ema_generator is not None:
+            update_ema()
+        step.assign_add(1)
+        finite = (tf.math.is_finite(values["d_loss"]) & tf.math.is_finite(values["g_loss"])
+                  & tf.math.is_finite(values["gp"]))
+        first_nonfinite_step.assign(tf.where(
+            (first_nonfinite_step < 0) & ~finite, step, first_nonfinite_step))
+        return values
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def train_step(real_batch, real_labels=None):
