@@ -39,8 +39,12 @@ def resolution_plan(image_shape) -> tuple[int, int, int]:
     return base_height, base_width, doublings
 
 
-def _generator_block(x, channels: int, batch_norm: bool, name: str):
-    """ResBlock up: [BN, ReLU, upsample, conv3x3, BN, ReLU, conv3x3] + [upsample, conv1x1]."""
+def _generator_block(x, channels: int, batch_norm: bool, name: str, output_bias: bool = True):
+    """ResBlock up: [BN, ReLU, upsample, conv3x3, BN, ReLU, conv3x3] + [upsample, conv1x1].
+
+    output_bias=False for a block whose sum goes straight into batch norm, which cancels the
+    output convs' biases (they would only ever get rounding noise as gradient).
+    """
     h = x
     if batch_norm:
         h = layers.BatchNormalization(name=f"{name}_bn1")(h)
@@ -51,9 +55,9 @@ def _generator_block(x, channels: int, batch_norm: bool, name: str):
     if batch_norm:
         h = layers.BatchNormalization(name=f"{name}_bn2")(h)
     h = layers.ReLU(name=f"{name}_relu2")(h)
-    h = layers.Conv2D(channels, 3, padding="same", name=f"{name}_conv2")(h)
+    h = layers.Conv2D(channels, 3, padding="same", use_bias=output_bias, name=f"{name}_conv2")(h)
     shortcut = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_sc_up")(x)
-    shortcut = layers.Conv2D(channels, 1, name=f"{name}_sc_conv")(shortcut)
+    shortcut = layers.Conv2D(channels, 1, use_bias=output_bias, name=f"{name}_sc_conv")(shortcut)
     return layers.Add(name=name)([h, shortcut])
 
 
@@ -70,7 +74,9 @@ def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: b
     x = layers.Dense(base_height * base_width * width, name="project")(z)
     x = layers.Reshape((base_height, base_width, width), name="reshape")(x)
     for i in range(doublings):
-        x = _generator_block(x, width, batch_norm, name=f"up{i + 1}")
+        last = i == doublings - 1
+        x = _generator_block(x, width, batch_norm, name=f"up{i + 1}",
+                             output_bias=not (last and batch_norm))  # final_bn follows
     if batch_norm:
         x = layers.BatchNormalization(name="final_bn")(x)
     x = layers.ReLU(name="final_relu")(x)
