@@ -17,24 +17,33 @@ from ganctl.metrics import registry
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # MetricContext settings a caller may pass to evaluate(); the rest evaluate fills in itself.
 METRIC_OPTIONS = ("kid_subsets", "kid_subset_size", "is_splits", "precision_recall_k",
-                  "density_coverage_k", "mode_min_share")
+                  "density_coverage_k", "mode_min_share", "cas_epochs")
 
 
 def evaluate(fake: np.ndarray, real: np.ndarray | None, metric_names, extractor, *,
-             modes: np.ndarray | None = None, mode_std: float | None = None, seed: int = 0,
+             modes: np.ndarray | None = None, mode_std: float | None = None,
+             fake_classes: np.ndarray | None = None, labelled=None, seed: int = 0,
              batch_size: int = 250, progress: bool = False, **options) -> dict:
     """Metric values plus provenance, as a JSON-ready dict.
 
     fake/real: uint8 images (N, H, W) or (N, H, W, C), or float 2-D points (N, 2). real may be
     None when no chosen metric compares with real data (is, modes). modes/mode_std: the ring or
-    grid dataset's `.modes` and `.std`. options: any of METRIC_OPTIONS.
+    grid dataset's `.modes` and `.std`. fake_classes: the class each fake was generated for
+    (conditional generators; cas, class_match). labelled: the real train/test splits as a
+    `metrics.cas.LabelledData` (cas). options: any of METRIC_OPTIONS.
     Returns {"metrics": {name: value}, "features": {extractor provenance, "dim"}, "num_fake",
-    "num_real", "seed", "seconds": {"features", "metrics"}}.
+    "num_real", "seed", "seconds": {"features", "metrics"}}, plus "provenance" (per-metric
+    settings, e.g. cas's epochs) and "notes" (caveats) when a metric gives them.
     """
     names = registry.check_metric_names(metric_names)
     unknown = set(options) - set(METRIC_OPTIONS)
     if unknown:
         raise TypeError(f"evaluate: unknown options {sorted(unknown)}")
+    registry.check_conditional(names, fake_classes is not None, "the fake set has no labels (an "
+                               ".npz with 'labels' has them, as `ganctl sample` writes for a "
+                               "conditional run)")
+    if "class_match" in names and extractor.name != "classifier":
+        registry.MetricContext(extractor=extractor.name).require("fake_labels", "class_match")
     if not extractor.gives_probs:
         # Fail before a possibly long feature extraction, with the same message as the metric.
         for name in names:
@@ -69,12 +78,15 @@ def evaluate(fake: np.ndarray, real: np.ndarray | None, metric_names, extractor,
         mode_centres=None if modes is None else np.asarray(modes, np.float64),
         mode_std=mode_std,
         extractor=extractor.name,
+        fake_images=None if points else fake,
+        fake_classes=None if fake_classes is None else np.asarray(fake_classes, np.int64),
+        labelled=labelled,
         seed=seed,
         **options,
     )
     started = time.time()
     metrics = registry.compute_metrics(names, context)
-    return {
+    result = {
         "metrics": metrics,
         "features": {**extractor.describe(), "dim": int(fake_extracted.features.shape[1])},
         "num_fake": len(fake),
@@ -83,6 +95,11 @@ def evaluate(fake: np.ndarray, real: np.ndarray | None, metric_names, extractor,
         "seconds": {"features": round(features_seconds, 2),
                     "metrics": round(time.time() - started, 2)},
     }
+    if context.provenance:
+        result["provenance"] = context.provenance
+    if context.notes:
+        result["notes"] = context.notes
+    return result
 
 
 def is_point_set(samples: np.ndarray) -> bool:
@@ -144,6 +161,22 @@ def load_image_set(path: str | Path, limit: int | None = None) -> np.ndarray:
     return check_sample_set(samples, str(path))
 
 
+def load_labels(path: str | Path, limit: int | None = None) -> np.ndarray | None:
+    """The int labels saved next to an .npz's images under 'labels' (as `ganctl sample` writes
+    for class-conditional runs), or None when there are none."""
+    path = Path(path).expanduser()
+    if path.suffix != ".npz" or not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        if "labels" not in data or "images" not in data:
+            return None
+        labels = data["labels"][:limit]
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise UserError(f"{path}: 'labels' must be one integer class per image, found "
+                        f"{labels.dtype} of shape {labels.shape}.")
+    return labels.astype(np.int64)
+
+
 def _read_array_file(path: Path) -> np.ndarray:
     try:
         if path.suffix == ".npy":
@@ -191,13 +224,20 @@ def _read_image_folder(folder: Path, limit: int | None) -> np.ndarray:
 LOWER_IS_BETTER = {"fid", "kid", "kid_std", "kl", "is_std"}
 
 
-def auto_metrics(points: bool, extractor) -> list[str]:
-    """What a researcher comparing GANs reports by default for this kind of data."""
+def auto_metrics(points: bool, extractor, conditional: bool = False) -> list[str]:
+    """What a researcher comparing GANs reports by default for this kind of data.
+
+    Samples generated for given classes also get CAS (and class_match with the real-data
+    classifier): whether each class is there and recognisable, which FID cannot tell.
+    """
     if points:
         return ["modes", "precision_recall"]
     # With a classifier, class coverage and its KL from uniform (1,000 modes for stacked_mnist).
-    return ["fid", "kid", "precision_recall", "density_coverage"] + (
+    names = ["fid", "kid", "precision_recall", "density_coverage"] + (
         ["is", "modes"] if extractor.gives_probs else [])
+    if conditional:
+        names += ["cas"] + (["class_match"] if extractor.name == "classifier" else [])
+    return names
 
 
 def dataset_name(dataset_cfg) -> str:
@@ -205,21 +245,48 @@ def dataset_name(dataset_cfg) -> str:
     return str(dataset_cfg["_target_"]).split(".")[2]
 
 
+def model_name(model_cfg) -> str:
+    """The model choice (dcgan, cdcgan, ...) from its generator's target, by the same rule."""
+    return str(model_cfg["generator"]["_target_"]).split(".")[2]
+
+
 def score_generator(generator, dataset, name: str, metric_names, extractor, *, num: int,
-                    seed: int = 0, split: str = "train", batch_size: int = 250) -> dict:
-    """Generate `num` samples and score them against up to `num` real ones."""
+                    seed: int = 0, split: str = "train", batch_size: int = 250,
+                    cas_epochs: int | None = None, model_name: str = "") -> dict:
+    """Generate `num` samples and score them against up to `num` real ones.
+
+    A class-conditional generator draws the classes in turn (0, 1, ..., K-1, 0, ...), so every
+    class gets num/K samples, as a balanced real set has. `model_name` names the run's model in
+    the error for cas/class_match on an unconditional generator.
+    """
+    from ganctl.commands.sample import latent_dim
+    from ganctl.metrics.cas import LabelledData
+    from ganctl.models.common import is_conditional
     from ganctl.training.snapshots import to_uint8
     from ganctl.training.steps import generate
 
-    z = np.random.default_rng(seed).standard_normal((num, generator.input_shape[-1]))
-    fake = generate(generator, z.astype(np.float32))
+    conditional = is_conditional(generator)
     points = dataset.kind == "points"
-    names = auto_metrics(points, extractor) if list(metric_names) in (["auto"], []) else metric_names
+    names = (auto_metrics(points, extractor, conditional)
+             if list(metric_names) in (["auto"], []) else list(metric_names))
+    if not conditional and any(registry.METRICS[n].needs_classes for n in names):
+        from ganctl.commands.sample import conditional_models
+
+        registry.check_conditional(names, conditional, "this run's model" + (
+            f" (model={model_name})" if model_name else "") + " is unconditional: it draws no "
+            "classes (class-conditional choices: "
+            f"{', '.join('model=' + m for m in conditional_models(dataset)) or 'none'})")
+    z = np.random.default_rng(seed).standard_normal((num, latent_dim(generator)))
+    classes = np.arange(num) % dataset.num_classes if conditional else None
+    fake = generate(generator, z.astype(np.float32), classes)
     needs_real = registry.needs_real(registry.check_metric_names(names))
     real = dataset.arrays(split, limit=num)[0] if needs_real else None
+    labelled = LabelledData.from_dataset(dataset) if "cas" in names else None
+    options = {} if cas_epochs is None else {"cas_epochs": cas_epochs}
     return evaluate(fake.astype(np.float64) if points else to_uint8(fake), real, names, extractor,
                     modes=getattr(dataset, "modes", None), mode_std=getattr(dataset, "std", None),
-                    seed=seed, batch_size=batch_size)
+                    fake_classes=classes, labelled=labelled, seed=seed, batch_size=batch_size,
+                    **options)
 
 
 def headline(result: dict) -> tuple[str, float]:

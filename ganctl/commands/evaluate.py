@@ -24,6 +24,9 @@ def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> dict:
                         f"{' (got ' + ', '.join(chosen) + ')' if chosen else ''}.")
     if cfg.num < 2:
         raise UserError(f"num={cfg.num} is too few samples to score; use at least a few thousand.")
+    if cfg.cas_epochs < 1:
+        raise UserError(f"cas_epochs={cfg.cas_epochs} must be 1 or more (epochs of each CAS "
+                        "classifier).")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if cfg.sweep:
         return gather_sweep(Path(cfg.sweep), cfg)
@@ -37,16 +40,18 @@ def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> dict:
 
 def evaluate_run(run_dir: Path, cfg: DictConfig) -> dict:
     from ganctl.commands.sample import load_generator
-    from ganctl.evaluation import dataset_name, score_generator
+    from ganctl.evaluation import dataset_name, model_name, score_generator
     from ganctl.metrics.features import build_extractor
 
     generator, dataset, step = load_generator(run_dir, cfg.checkpoint, cfg.ema)
-    name = dataset_name(rundir.load_run_config(run_dir).dataset)
+    run_cfg = rundir.load_run_config(run_dir)
+    name = dataset_name(run_cfg.dataset)
     extractor = build_extractor(cfg.features, dataset=dataset, dataset_name=name,
                                 points=dataset.kind == "points",
                                 inception_weights=cfg.inception_weights)
     result = score_generator(generator, dataset, name, list(cfg.metrics), extractor, num=cfg.num,
-                             seed=cfg.seed, split=cfg.split, batch_size=cfg.batch_size)
+                             seed=cfg.seed, split=cfg.split, batch_size=cfg.batch_size,
+                             cas_epochs=cfg.cas_epochs, model_name=model_name(run_cfg.model))
     result.update(run=str(run_dir), checkpoint_step=step, ema=bool(cfg.ema), dataset=name,
                   real_split=cfg.split)
     out = run_dir / EVAL_DIR / EVAL_FILE
@@ -57,7 +62,14 @@ def evaluate_run(run_dir: Path, cfg: DictConfig) -> dict:
 
 
 def evaluate_sets(cfg: DictConfig) -> dict:
-    from ganctl.evaluation import auto_metrics, evaluate, is_point_set, load_image_set
+    from ganctl.evaluation import (
+        auto_metrics,
+        evaluate,
+        is_point_set,
+        load_image_set,
+        load_labels,
+    )
+    from ganctl.metrics.cas import LabelledData
     from ganctl.metrics.features import build_extractor
 
     if not (cfg.fake and cfg.real) and list(cfg.metrics) != ["is"]:
@@ -69,12 +81,17 @@ def evaluate_sets(cfg: DictConfig) -> dict:
             else load_image_set(cfg.real, limit=cfg.num) if cfg.real else None)
     extractor = build_extractor(cfg.features, dataset=dataset, dataset_name=name,
                                 points=is_point_set(fake), inception_weights=cfg.inception_weights)
+    # An npz from `ganctl sample` of a conditional run carries the class of each image.
+    fake_classes = load_labels(cfg.fake, limit=cfg.num)
     names = list(cfg.metrics)
     if names == ["auto"]:
-        names = auto_metrics(is_point_set(fake), extractor)
+        names = auto_metrics(is_point_set(fake), extractor,
+                             conditional=fake_classes is not None and dataset is not None)
+    labelled = LabelledData.from_dataset(dataset) if "cas" in names and dataset else None
     result = evaluate(fake, real, names, extractor, modes=getattr(dataset, "modes", None),
-                      mode_std=getattr(dataset, "std", None), seed=cfg.seed,
-                      batch_size=cfg.batch_size)
+                      mode_std=getattr(dataset, "std", None), fake_classes=fake_classes,
+                      labelled=labelled, seed=cfg.seed, batch_size=cfg.batch_size,
+                      cas_epochs=cfg.cas_epochs)
     result.update(fake=str(cfg.fake), real=str(cfg.real))
     return result
 
@@ -155,6 +172,14 @@ def print_table(result: dict) -> None:
         print(f"{name:<18} {value:.6g}")
     print(f"\n{result['num_fake']} fake vs {result['num_real']} real samples; features: "
           f"{features.get('name', '?')} ({features['dim']}-d); seed {result['seed']}")
+    if "cas" in result.get("provenance", {}):
+        cas = result["provenance"]["cas"]
+        epochs = f"{cas['epochs']} epoch{'s' if cas['epochs'] != 1 else ''}"
+        print(f"cas: classifiers trained {epochs} on {cas['train_fake']} generated "
+              f"/ {cas['train_real']} real images, tested on {cas['test_real']} real test "
+              f"images (chance {cas['chance']:.3g})")
+    for note in result.get("notes", []):
+        print(f"note: {note}")
     if "checkpoint_step" in result:
         print(f"checkpoint step {result['checkpoint_step']} ({'EMA' if result['ema'] else 'raw'} "
               f"generator); written to {result['written']}")

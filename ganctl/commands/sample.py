@@ -1,7 +1,9 @@
-"""`ganctl sample run=<run dir>`: grids, PNG folders, npz arrays or a latent-walk GIF."""
+"""`ganctl sample run=<run dir>`: grids, PNG folders, npz arrays, a latent-walk GIF, or (for a
+class-conditional run) a labelled synthetic dataset."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -23,49 +25,172 @@ def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> Path:
     if out is not None:
         _check_writable(out, fmt)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from ganctl.models.common import is_conditional
     from ganctl.training.snapshots import image_grid, save_snapshot, scatter_plot, to_uint8
     from ganctl.training.steps import generate
 
     generator, dataset, step = load_generator(run_dir, cfg.checkpoint, cfg.ema)
-    z_dim = generator.input_shape[-1]
+    z_dim = latent_dim(generator)
+    conditional = is_conditional(generator)
+    if not conditional and (cfg.labels is not None or cfg.per_class is not None
+                            or fmt == "dataset"):
+        _refuse_unconditional(cfg, fmt, run_dir, dataset)
     rng = np.random.default_rng(cfg.seed)
     stem = f"step{step:06d}_seed{cfg.seed}" + ("" if cfg.ema else "_raw")
     default_dir = run_dir / rundir.SAMPLES_DIR
     points = dataset.kind == "points"
+    labels, columns = (sample_labels(cfg.num, dataset.num_classes, cfg.labels, cfg.per_class,
+                                     grid=fmt == "grid") if conditional else (None, None))
+    count = len(labels) if labels is not None else cfg.num
 
     if fmt == "gif":
         out = out or default_dir / f"walk_{stem}.gif"
-        frames = _latent_walk(generator, rng, z_dim, cfg.num, cfg.frames, generate)
+        frames = _latent_walk(generator, rng, z_dim, count, cfg.frames, generate, labels)
         real = dataset.arrays("train", limit=2000)[0] if points else None
         pictures = [scatter_plot(f, real) if points else image_grid(f) for f in frames]
         out.parent.mkdir(parents=True, exist_ok=True)
         pictures[0].save(out, save_all=True, append_images=pictures[1:], duration=80, loop=0)
+    elif fmt == "grid" and columns:
+        # Class by row: column j shares one z across the rows, so a column shows one "style" in
+        # every class and a row how the class varies.
+        z = np.tile(rng.standard_normal((columns, z_dim)).astype(np.float32), (count // columns, 1))
+        out = out or default_dir / f"grid_{stem}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        image_grid(generate(generator, z, labels), columns=columns).save(out)
     else:
-        samples = generate(generator, rng.standard_normal((cfg.num, z_dim)).astype(np.float32))
-        if fmt == "npz":
+        samples = generate(generator, rng.standard_normal((count, z_dim)).astype(np.float32),
+                           labels)
+        if fmt == "dataset":
+            out = out or default_dir / f"dataset_{stem}"
+            _check_writable(out, fmt)   # the default folder too: never write into older output
+            write_labelled_dataset(out, to_uint8(samples), labels, dataset.class_names)
+        elif fmt == "npz":
             out = out or default_dir / f"samples_{stem}.npz"
             out.parent.mkdir(parents=True, exist_ok=True)
             if points:
                 np.savez_compressed(out, points=samples.astype(np.float32))
             else:
                 pixels = to_uint8(samples)
-                np.savez_compressed(out, images=pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+                arrays = {"images": pixels[..., 0] if pixels.shape[-1] == 1 else pixels}
+                if labels is not None:
+                    arrays["labels"] = labels.astype(np.int64)
+                np.savez_compressed(out, **arrays)
         elif fmt == "png" and not points:
             out = out or default_dir / f"png_{stem}"
             out.mkdir(parents=True, exist_ok=True)
-            from PIL import Image
-
+            names = _folder_names(dataset.class_names) if labels is not None else None
             for i, pixels in enumerate(to_uint8(samples)):
-                Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(
-                    out / f"{i:06d}.png")
+                suffix = f"_{names[labels[i]]}" if names else ""
+                _save_png(pixels, out / f"{i:06d}{suffix}.png")
         else:  # grid, and png for 2-D points: a scatter plot over the real distribution
             out = out or default_dir / f"grid_{stem}.png"
             real = dataset.arrays("train", limit=2000)[0] if points else None
             save_snapshot(samples, out, real_points=real)
             if points:
                 np.savez_compressed(out.with_suffix(".npz"), points=samples.astype(np.float32))
-    print(f"wrote {out}  ({cfg.num} samples, step {step}, {'EMA' if cfg.ema else 'raw'} G)")
+    what = f"{count} samples" + (f" of classes {_describe(labels)}" if labels is not None else "")
+    print(f"wrote {out}  ({what}, step {step}, {'EMA' if cfg.ema else 'raw'} G)")
     return out
+
+
+def sample_labels(num: int, num_classes: int, labels=None, per_class: int | None = None,
+                  grid: bool = False) -> tuple[np.ndarray, int | None]:
+    """(the class of each sample, grid columns or None) for a class-conditional generator.
+
+    The classes are `labels` if given, else all of 0..K-1. per_class=N: N of each, in class
+    order. Otherwise `num` samples: a grid gets one row per class with ceil(num / classes)
+    columns; other formats cycle through the classes (0, 1, ..., K-1, 0, ...), balanced.
+    A grid without labels/per_class over more classes than `num` (Stacked MNIST's 1,000) also
+    cycles, so it stays a square grid of `num` images.
+    """
+    classes = np.asarray(list(labels) if labels is not None else range(num_classes), np.int64)
+    if per_class:
+        return np.repeat(classes, per_class), per_class if grid else None
+    if grid and (labels is not None or len(classes) <= num):
+        columns = math.ceil(num / len(classes))
+        return np.repeat(classes, columns), columns
+    return np.resize(classes, num), None
+
+
+def write_labelled_dataset(out: Path, images: np.ndarray, labels: np.ndarray,
+                           class_names: tuple[str, ...]) -> None:
+    """format=dataset: <out>/<class name>/<index>.png, or an npz (images uint8 NHWC, labels
+    int64, class_names) when `out` ends in .npz. Both read back as a classifier's training set."""
+    if out.suffix == ".npz":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out, images=images, labels=labels.astype(np.int64),
+                            class_names=np.asarray(class_names, dtype=str))
+        return
+    names = _folder_names(class_names)
+    for label in np.unique(labels):
+        (out / names[label]).mkdir(parents=True, exist_ok=True)
+    for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+        _save_png(pixels, out / names[label] / f"{i:06d}.png")
+
+
+def latent_dim(generator) -> int:
+    """z's size: the generator's only input, or the first of [z, labels]."""
+    return int(generator.inputs[0].shape[-1])
+
+
+def conditional_models(dataset) -> list[str]:
+    """The shipped model choices whose generator takes labels, found by building each one for
+    this dataset's shape (half a second; only error messages ask)."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    from ganctl.config import ModelConfig
+    from ganctl.models.common import is_conditional
+    from ganctl.training.components import build_generator
+
+    class Labelled:   # the dataset's shape with classes, so conditional builders accept it
+        image_shape, kind, bounded = dataset.image_shape, dataset.kind, dataset.bounded
+        num_classes = max(int(dataset.num_classes), 10)
+
+    found = []
+    for path in sorted((files("ganctl.conf") / "model").iterdir(), key=lambda p: p.name):
+        if not path.name.endswith(".yaml"):
+            continue
+        try:
+            node = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(str(path)))
+            if is_conditional(build_generator(node, Labelled)):
+                found.append(path.name[:-len(".yaml")])
+        except Exception:  # noqa: BLE001  a model that cannot take this data is not a choice here
+            continue
+    return found
+
+
+def _refuse_unconditional(cfg: DictConfig, fmt: str, run_dir: Path, dataset) -> None:
+    from ganctl.evaluation import model_name
+
+    asked = ", ".join(setting for setting, given in (
+        (f"labels={list(cfg.labels or [])}", cfg.labels is not None),
+        (f"per_class={cfg.per_class}", cfg.per_class is not None),
+        ("format=dataset", fmt == "dataset")) if given)
+    model = model_name(rundir.load_run_config(run_dir).model)
+    choices = ", ".join(f"model={m}" for m in conditional_models(dataset)) or "none shipped"
+    raise UserError(f"{asked} needs a class-conditional run, but this run's model is "
+                    f"unconditional (model={model}): it draws images without classes. "
+                    f"Class-conditional choices: {choices} (on labelled data such as "
+                    "dataset=mnist). For unlabelled samples use format=png or format=npz.")
+
+
+def _folder_names(class_names: tuple[str, ...]) -> list[str]:
+    """Class names usable as one folder name each; a name that is not becomes its number."""
+    return [name if name and name not in (".", "..") and "/" not in name and "\\" not in name
+            else str(i) for i, name in enumerate(class_names)]
+
+
+def _save_png(pixels: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path)
+
+
+def _describe(labels: np.ndarray) -> str:
+    classes = list(dict.fromkeys(int(c) for c in labels))
+    return ", ".join(map(str, classes)) if len(classes) <= 12 else f"0..{max(classes)}"
 
 
 def load_generator(run_dir: Path, checkpoint: int | None = None, ema: bool = True):
@@ -92,15 +217,17 @@ def load_generator(run_dir: Path, checkpoint: int | None = None, ema: bool = Tru
     return generator, dataset, step
 
 
-def _latent_walk(generator, rng, z_dim: int, walks: int, frames: int, generate) -> list:
-    """Frames of spherical interpolation through a loop of random latent points."""
+def _latent_walk(generator, rng, z_dim: int, walks: int, frames: int, generate,
+                 labels: np.ndarray | None = None) -> list:
+    """Frames of spherical interpolation through a loop of random latent points; a conditional
+    generator keeps each walk's class fixed."""
     keypoints = rng.standard_normal((4, walks, z_dim)).astype(np.float32)
     keypoints = np.concatenate([keypoints, keypoints[:1]], 0)
     per_leg = max(1, frames // 4)
     result = []
     for a, b in zip(keypoints[:-1], keypoints[1:]):
         for t in np.linspace(0, 1, per_leg, endpoint=False):
-            result.append(generate(generator, _slerp(a, b, t)))
+            result.append(generate(generator, _slerp(a, b, t), labels))
     return result
 
 
@@ -116,9 +243,30 @@ def _check_writable(out: Path, fmt: str) -> None:
     for parent in out.parents:
         if parent.exists() and not parent.is_dir():
             raise UserError(f"out={out} is inside '{parent}', which is a file, not a directory.")
+    if fmt == "dataset":
+        _check_new_dataset(out)
+        return
     if fmt == "png" and out.exists() and not out.is_dir():
         raise UserError(f"out={out} is a file; format=png writes a folder of PNG files there.")
     if fmt != "png" and out.is_dir():
         suffix = {"npz": "npz", "grid": "png", "gif": "gif"}[fmt]
         raise UserError(f"out={out} is a directory; format={fmt} writes one file. "
                         f"Give a file name such as {out / ('samples.' + suffix)}.")
+
+
+def _check_new_dataset(out: Path) -> None:
+    """format=dataset adds files a user will train on: never mix them into, or over, others."""
+    if out.suffix == ".npz":
+        if out.exists():
+            raise UserError(f"out={out} already exists; format=dataset never overwrites a file. "
+                            "Give a new file name, or delete the old file first.")
+        return
+    if out.exists() and not out.is_dir():
+        raise UserError(f"out={out} is a file; format=dataset writes a folder with one "
+                        "sub-folder of PNGs per class there (or give out=<name>.npz for one "
+                        "array file).")
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"out={out} is a folder that is not empty; format=dataset writes only into "
+                        "a new or empty folder, so that the synthetic set is never mixed with "
+                        "other files. Give a new folder, e.g. out=" + str(out.with_name(
+                            out.name + "_2")) + ".")

@@ -208,6 +208,33 @@ def build_classifier(image_shape: tuple[int, int, int], num_classes: int, seed: 
     return keras.Model(inputs, outputs, name=f"ganctl_classifier_{CLASSIFIER_ARCHITECTURE}")
 
 
+def fit_classifier(images: np.ndarray, labels: np.ndarray, image_shape: tuple[int, int, int],
+                   num_classes: int, epochs: int, seed: int = 0, progress: bool = False):
+    """A new `build_classifier` CNN trained on uint8 images: Adam 1e-3, batch 128, `epochs` passes.
+
+    The one training recipe for the cached feature classifier and for CAS (metrics/cas.py), so
+    a CAS is measured with exactly the classifier whose features the other metrics use.
+    """
+    import keras
+
+    model = build_classifier(image_shape, num_classes, seed)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        # Our own seeded shuffle: fit's shuffle would draw from the global random state.
+        order = rng.permutation(len(images))
+        model.fit(images[order], labels[order], batch_size=128, epochs=1, shuffle=False,
+                  verbose=1 if progress else 0)
+    return model
+
+
+def classifier_accuracy(model, images: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of a `build_classifier` model on uint8 images."""
+    _, accuracy = model.evaluate(images, labels, batch_size=500, verbose=0)
+    return float(accuracy)
+
+
 class ClassifierExtractor(FeatureExtractor):
     """Features and probabilities from ganctl's own classifier for `dataset_name`.
 
@@ -319,16 +346,9 @@ def _train_classifier(dataset, dataset_name, model_path, info_path, epochs, trai
     log.warning("Training ganctl's %s classifier for %s on %d images (%d epochs; done once, then "
                 "cached in %s).", CLASSIFIER_ARCHITECTURE, dataset_name, len(x_train), epochs,
                 model_path.parent)
-    model = build_classifier(tuple(dataset.image_shape), int(dataset.num_classes), seed)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    rng = np.random.default_rng(seed)
-    for _ in range(epochs):
-        # Our own seeded shuffle: fit's shuffle would draw from the global random state.
-        order = rng.permutation(len(x_train))
-        model.fit(x_train[order], y_train[order], batch_size=128, epochs=1, shuffle=False,
-                  verbose=1 if progress else 0)
-    _, accuracy = model.evaluate(x_test, y_test, batch_size=500, verbose=0)
+    model = fit_classifier(x_train, y_train, tuple(dataset.image_shape),
+                           int(dataset.num_classes), epochs, seed, progress)
+    accuracy = classifier_accuracy(model, x_test, y_test)
     info = {
         "dataset": dataset_name,
         "architecture": CLASSIFIER_ARCHITECTURE,

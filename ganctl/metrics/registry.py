@@ -2,7 +2,8 @@
 
 The pattern of stylegan2-ada's metric_main.py: a metric is a small function registered by name,
 so adding one is one decorated function here and nothing else. Metric modules stay pure numpy;
-this file is the only glue between them and the evaluation context. No TensorFlow here.
+this file is the only glue between them and the evaluation context. No TensorFlow here (`cas`
+trains a classifier, importing Keras only when it runs).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from ganctl.errors import UserError
-from ganctl.metrics import fid, inception_score, kid, modes, precision_recall
+from ganctl.metrics import cas, fid, inception_score, kid, modes, precision_recall
 
 
 @dataclasses.dataclass
@@ -28,6 +29,9 @@ class MetricContext:
     mode_centres: np.ndarray | None = None      # (K, 2) the mixture's modes
     mode_std: float | None = None
     extractor: str = ""                         # feature extractor name, for messages
+    fake_images: np.ndarray | None = None       # uint8 NHWC generated images (cas trains on them)
+    fake_classes: np.ndarray | None = None      # (N,): the class each fake was generated for
+    labelled: cas.LabelledData | None = None    # real train/test images and labels (cas)
     seed: int = 0
     kid_subsets: int = 100
     kid_subset_size: int = 1000
@@ -35,6 +39,10 @@ class MetricContext:
     precision_recall_k: int = 3
     density_coverage_k: int = 5
     mode_min_share: float = modes.DEFAULT_MIN_SHARE
+    cas_epochs: int = cas.DEFAULT_EPOCHS
+    # Filled in by metrics: settings and caveats recorded next to the values in metrics.json.
+    provenance: dict = dataclasses.field(default_factory=dict)
+    notes: list = dataclasses.field(default_factory=list)
 
     def require(self, field: str, metric: str):
         """The field's value, or a UserError saying which metric needed it and how to get it."""
@@ -54,6 +62,12 @@ _MISSING_HINTS = {
                   "weights that include the top "
                   "(inception_v3_weights_tf_dim_ordering_tf_kernels.h5).",
     "fake_labels": "it needs class predictions, which only features=classifier gives.",
+    "fake_classes": "it needs the class each sample was generated for, which only a "
+                    "class-conditional generator (model=cdcgan) has, or an npz with 'labels' "
+                    "(ganctl sample format=dataset out=<file>.npz).",
+    "labelled": "it needs the real labelled train and test splits: give real=<dataset name> "
+                "(mnist, fashion_mnist, cifar10, ...).",
+    "fake_images": "there are no generated images.",
     "mode_centres": "it needs the modes of a 2-D mixture dataset (ring or grid).",
     "mode_std": "it needs the standard deviation of a 2-D mixture dataset (ring or grid).",
     "fake_points": "it needs 2-D points from a ring or grid generator.",
@@ -67,18 +81,20 @@ class Metric:
     needs_real: bool        # whether real features must be extracted for it
     needs_probs: bool       # whether it needs the extractor's class probabilities
     doc: str
+    needs_classes: bool = False     # whether it needs the class each fake was generated for
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def register_metric(name: str, needs_real: bool = False, needs_probs: bool = False):
+def register_metric(name: str, needs_real: bool = False, needs_probs: bool = False,
+                    needs_classes: bool = False):
     """Decorator: register `fn(context) -> dict[str, float]` under `name`."""
     def decorate(fn: Callable[[MetricContext], dict[str, float]]):
         if name in METRICS:
             raise ValueError(f"metric {name!r} is registered twice")
         doc = (fn.__doc__ or "").strip().split("\n")[0]
-        METRICS[name] = Metric(name, fn, needs_real, needs_probs, doc)
+        METRICS[name] = Metric(name, fn, needs_real, needs_probs, doc, needs_classes)
         return fn
     return decorate
 
@@ -99,6 +115,19 @@ def check_metric_names(names: Iterable[str]) -> list[str]:
 def needs_real(names: Iterable[str]) -> bool:
     """Whether any of these metrics compares with real data."""
     return any(METRICS[name].needs_real for name in check_metric_names(names))
+
+
+def check_conditional(names: Iterable[str], conditional: bool, why: str) -> None:
+    """UserError when a metric of conditional generators is asked of samples without classes.
+
+    `why` says what lacks the classes, e.g. "this run's model (model=dcgan) is unconditional".
+    """
+    needing = [n for n in check_metric_names(names) if METRICS[n].needs_classes]
+    if needing and not conditional:
+        raise UserError(f"Metric{'s' if len(needing) > 1 else ''} {', '.join(needing)} "
+                        f"measure{'' if len(needing) > 1 else 's'} whether samples show the class "
+                        f"they were generated for, but {why}. Drop {', '.join(needing)} from "
+                        "metrics, or score class-conditional samples.")
 
 
 def compute_metrics(names: Iterable[str], context: MetricContext) -> dict[str, float]:
@@ -164,3 +193,29 @@ def _modes(context: MetricContext) -> dict[str, float]:
     raise UserError("Metric 'modes' cannot be computed: it needs either 2-D points with the modes "
                     "of a ring or grid dataset, or class predictions from features=classifier "
                     "(on mnist, fashion_mnist, cifar10 or stacked_mnist).")
+
+
+@register_metric("cas", needs_classes=True)
+def _cas(context: MetricContext) -> dict[str, float]:
+    """Classification Accuracy Score: real test accuracy of a classifier trained on fakes only."""
+    values, provenance, notes = cas.classification_accuracy_score(
+        context.require("fake_images", "cas"), context.require("fake_classes", "cas"),
+        context.require("labelled", "cas"), context.cas_epochs, context.seed)
+    context.provenance["cas"] = provenance
+    context.notes.extend(notes)
+    return values
+
+
+@register_metric("class_match", needs_probs=True, needs_classes=True)
+def _class_match(context: MetricContext) -> dict[str, float]:
+    """Share of fakes the real-data classifier assigns to the class they were generated for."""
+    requested = context.require("fake_classes", "class_match")
+    if context.extractor != "classifier":
+        raise UserError("Metric 'class_match' cannot be computed: it needs the predictions of "
+                        "ganctl's classifier trained on the real data (features=classifier), "
+                        f"but the features are {context.extractor!r}.")
+    predicted = context.require("fake_labels", "class_match")
+    if requested.max() >= context.num_labels:
+        raise UserError(f"Metric 'class_match': the samples' classes go up to {requested.max()}, "
+                        f"but the classifier knows {context.num_labels} classes.")
+    return {"class_match": cas.class_match(predicted, requested)}
