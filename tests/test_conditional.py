@@ -121,6 +121,10 @@ def test_cdcgan_trains_resumes_and_samples_by_class_through_the_cli(tmp_path):
             "train.progress=false", "train.log_every=1", "train.checkpoint_every=2"]
     result = ganctl("train", *tiny, "train.steps=2", f"hydra.run.dir={run}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    # As if written by an older ganctl: settings added since then take their defaults.
+    saved = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(saved.replace("  strategy: auto\n", ""))
+    assert "strategy" not in (run / "config.yaml").read_text()
     result = ganctl("train", f"resume={run}", "train.steps=4", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
