@@ -89,7 +89,7 @@ def _config_for_resume(cfg: DictConfig, run_dir: Path) -> DictConfig:
         raise UserError(f"resume={run_dir} continues that run with its own config, so "
                         f"{', '.join(changed)} cannot be changed; only "
                         f"{', '.join(RESUMABLE_OVERRIDES[1:])} can. Start a new run to change them.")
-    saved = _with_new_defaults(rundir.load_run_config(run_dir), run_dir)
+    saved = _with_new_defaults(rundir.load_run_config(run_dir))
     with open_dict(saved):
         for key in RESUMABLE_OVERRIDES[1:]:
             if any(o.split("=", 1)[0] == key for o in overrides):
@@ -98,16 +98,16 @@ def _config_for_resume(cfg: DictConfig, run_dir: Path) -> DictConfig:
     return saved  # written back by the loop once the checkpoint has been restored
 
 
-def _with_new_defaults(saved: DictConfig, run_dir: Path) -> DictConfig:
+def _with_new_defaults(saved: DictConfig) -> DictConfig:
     """A run saved by an older ganctl lacks settings added since; they take their defaults,
-    which reproduce the old behaviour (each new setting defaults to what ganctl did before)."""
+    which reproduce the old behaviour (each new setting defaults to what ganctl did before).
+    A config that does not fit the schema at all is returned as it is, for the component
+    checks to name what is wrong with it (e.g. a planted _target_)."""
     from omegaconf.errors import OmegaConfBaseException
 
     from ganctl.config import TrainRunConfig
 
     try:
         return OmegaConf.merge(OmegaConf.structured(TrainRunConfig), saved)
-    except OmegaConfBaseException as err:
-        raise UserError(f"{run_dir / rundir.CONFIG_FILE} does not fit this ganctl's settings "
-                        f"({str(err).splitlines()[0]}); it was written by another version. "
-                        "Start a new run, or resume with the ganctl that made it.") from err
+    except OmegaConfBaseException:
+        return saved
