@@ -127,17 +127,15 @@ def test_cas_and_class_match_need_a_conditional_generator(halves, classifier):
                             model_name="dcgan")
 
 
-def test_eval_of_a_conditional_run_reports_cas_and_the_shared_split_note(tmp_path,
+def test_eval_of_a_conditional_run_reports_cas_and_the_shared_split_note(tmp_path, compose_cfg,
                                                                            data_overrides):
     """`ganctl eval` on a cdcgan run: auto includes cas; offline MNIST's train and test splits
     are the same images, and metrics.json says so."""
-    from tests.test_conditional_sample import TINY, compose
-
     from ganctl.training.loop import train
 
     run = tmp_path / "run"
     run.mkdir()
-    train(compose("train", [*TINY, "model=cdcgan", *data_overrides["mnist"]]), run)
+    train(compose_cfg(["model=cdcgan", "train.steps=2", *data_overrides["mnist"]]), run)
     result = ganctl("eval", f"run={run}", "num=250", "features=pixels", "cas_epochs=1",
                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
