@@ -38,6 +38,10 @@ Each command is a Hydra app: `ganctl train --help` lists its config groups and o
 `-m` sweeps (ganctl train -m loss=ns,lsgan seed=0,1), `--cfg job` prints the composed config,
 `hydra.run.dir=...` picks the run directory, `--config-dir DIR` adds your own configs.
 
+Class-conditional: ganctl train model=cdcgan, then ganctl sample run=<run> per_class=8 (or
+labels=[3,7], format=dataset out=<dir>); ganctl eval adds cas and class_match.
+Several GPUs or machines: train.strategy=auto|single|mirrored|multi_worker (TF_CONFIG).
+
 ganctl {__version__}
 """
 
