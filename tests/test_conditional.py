@@ -45,6 +45,11 @@ def test_folder_labels_come_from_sub_folders_in_every_reader(tmp_path):
     assert folder(tmp_path).num_classes == 0  # labels are opt-in
     assert not folder(tmp_path).arrays()[1].any()
 
+    # dataset.limit draws across the classes (the first N paths would all be "dark").
+    limited = folder(tmp_path, labels=True, limit=10)
+    _, y = limited.arrays()
+    assert len(y) == 10 and set(y) == {0, 1} and "random subset" in limited.source
+
 
 @pytest.mark.parametrize("layout,message", [
     ("loose", "sit directly in it"),

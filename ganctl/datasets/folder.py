@@ -161,12 +161,16 @@ class ImageFolder(Dataset):
                             f"could be read (e.g. {bad[0][0]}: {bad[0][1]}).")
         if self.labels:
             self._classes = _class_folders(root, [Path(path) for path, _ in files])
-        files = files[:self.limit]
+        if self.limit is not None and self.limit < len(files):
+            # A fixed random subset: the first N in path order would be the first sub-folders
+            # only (whole classes missing with dataset.labels=true).
+            chosen = np.random.default_rng(0).choice(len(files), self.limit, replace=False)
+            files = [files[i] for i in sorted(chosen)]
         self.source = f"{len(files):,} images in {root}"
         if bad:
             self.source += f" ({len(bad)} unreadable skipped)"
         if self.limit is not None:
-            self.source += f" (first {self.limit:,})"
+            self.source += f" (dataset.limit={self.limit:,}: a fixed random subset)"
         self._files = files
         return files
 
