@@ -39,12 +39,15 @@ def write_cifar_bin(directory, n: int = 32, seed: int = 0) -> None:
 
 
 def write_image_folder(directory, n: int = 12, seed: int = 0) -> None:
+    """Mixed sizes and formats in two class folders, one of them nested a level deeper, so the
+    folder dataset is searched recursively and can be labelled (dataset.labels=true)."""
     rng = np.random.default_rng(seed)
-    (directory / "nested").mkdir(parents=True, exist_ok=True)
+    for folder in (directory / "cats", directory / "dogs" / "nested"):
+        folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         size = (int(rng.integers(20, 50)), int(rng.integers(20, 50)))
         pixels = rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8)
-        folder = directory / "nested" if i % 2 else directory
+        folder = directory / "dogs" / "nested" if i % 2 else directory / "cats"
         Image.fromarray(pixels).save(folder / f"img{i}.{('png', 'jpg', 'bmp')[i % 3]}")
 
 
@@ -60,7 +63,8 @@ def data_overrides(tmp_path_factory) -> dict[str, list[str]]:
         "mnist": ["dataset.limit=256"],
         "fashion_mnist": [f"dataset.path={root / 'fashion'}"],
         "cifar10": [f"dataset.path={root / 'cifar' / 'cifar-10-batches-bin'}"],
-        "folder": [f"dataset.path={root / 'images'}", "dataset.resolution=32"],
+        # Labelled, so class-conditional models train on it too; the others ignore the labels.
+        "folder": [f"dataset.path={root / 'images'}", "dataset.resolution=32", "dataset.labels=true"],
         "stacked_mnist": ["dataset.size=256"],
         "ring": ["dataset.size=512"],
         "grid": ["dataset.size=512"],
