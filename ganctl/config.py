@@ -101,7 +101,7 @@ class TrainRunConfig:
 @dataclass
 class SampleConfig:
     run: str = MISSING                  # run directory
-    checkpoint: Optional[int] = None    # step; default the latest
+    checkpoint: Optional[str] = None    # a step, or best (train.eval_every's); default the latest
     num: int = 64
     format: str = "grid"                # grid | png | npz | gif | dataset (also: interpolate=true)
     out: Optional[str] = None           # default: inside <run>/samples/
@@ -117,7 +117,7 @@ class SampleConfig:
 @dataclass
 class EvalConfig:
     run: Optional[str] = None           # score a run's checkpoint against its dataset
-    checkpoint: Optional[int] = None    # step; default the latest
+    checkpoint: Optional[str] = None    # a step, or best (train.eval_every's); default the latest
     fake: Optional[str] = None          # ...or any two sets: npz / image folder
     real: Optional[str] = None          # npz / image folder / dataset name (mnist, cifar10, ...)
     sweep: Optional[str] = None         # ...or gather a multirun's jobs into one table

@@ -195,8 +195,11 @@ def _check_speed_options(cfg: DictConfig) -> None:
 
 
 def check_sample_config(cfg: DictConfig) -> None:
+    from ganctl.training.rundir import parse_checkpoint
+
     _check_required(cfg)
     _check_known_keys(cfg, schemas.SampleConfig, "")
+    parse_checkpoint(cfg.checkpoint)
     if cfg.num <= 0:
         raise UserError(f"num={cfg.num} must be 1 or more (the number of samples to write).")
     formats = ("grid", "png", "npz", "gif", "dataset")

@@ -100,3 +100,24 @@ def test_fid_on_real_data_is_small_and_rises_with_blur_and_noise():
     assert blur == sorted(blur) and noise == sorted(noise), rows
     assert rows["none"]["fid"] < 0.25 * rows["blur 1"]["fid"]
     assert rows["none"]["precision"] > 0.8 and rows["none"]["recall"] > 0.8
+
+
+def test_checkpoint_best_samples_and_scores_the_best_evaluation(ring_run, tmp_path):
+    """checkpoint=best reads checkpoints/best/ (train.eval_every's pick), for sample and eval."""
+    best = json.loads((ring_run / "checkpoints" / "best" / "best.json").read_text())
+    out = ganctl("sample", f"run={ring_run}", "checkpoint=best", "format=npz",
+                 f"out={tmp_path / 'best.npz'}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"step {best['step']}" in out.stdout and (tmp_path / "best.npz").is_file()
+    out = ganctl("eval", f"run={ring_run}", "checkpoint=best", "num=500", "metrics=[modes]",
+                 cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    result = json.loads((ring_run / "eval" / "metrics.json").read_text())
+    assert result["checkpoint_step"] == best["step"] and result["checkpoint"] == "best"
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_a_checkpoint_that_is_neither_a_step_nor_best_is_refused(ring_run, tmp_path, command):
+    out = ganctl(command, f"run={ring_run}", "checkpoint=latest", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "checkpoint=latest is not a checkpoint" in out.stderr and "checkpoint=best" in out.stderr

@@ -24,6 +24,7 @@ def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> dict:
                         f"{' (got ' + ', '.join(chosen) + ')' if chosen else ''}.")
     if cfg.num < 2:
         raise UserError(f"num={cfg.num} is too few samples to score; use at least a few thousand.")
+    rundir.parse_checkpoint(cfg.checkpoint)
     if cfg.cas_epochs < 1:
         raise UserError(f"cas_epochs={cfg.cas_epochs} must be 1 or more (epochs of each CAS "
                         "classifier).")
@@ -53,6 +54,7 @@ def evaluate_run(run_dir: Path, cfg: DictConfig) -> dict:
                              seed=cfg.seed, split=cfg.split, batch_size=cfg.batch_size,
                              cas_epochs=cfg.cas_epochs, model_name=model_name(run_cfg.model))
     result.update(run=str(run_dir), checkpoint_step=step, ema=bool(cfg.ema), dataset=name,
+                  checkpoint=cfg.checkpoint or "newest",
                   real_split=cfg.split)
     out = run_dir / EVAL_DIR / EVAL_FILE
     out.parent.mkdir(exist_ok=True)

@@ -193,8 +193,9 @@ def _describe(labels: np.ndarray) -> str:
     return ", ".join(map(str, classes)) if len(classes) <= 12 else f"0..{max(classes)}"
 
 
-def load_generator(run_dir: Path, checkpoint: int | None = None, ema: bool = True):
-    """(generator, dataset, step) restored from a run's checkpoint; only G is read."""
+def load_generator(run_dir: Path, checkpoint: int | str | None = None, ema: bool = True):
+    """(generator, dataset, step) restored from a run's checkpoint (a step, "best", or None for
+    the newest); only G is read."""
     import keras  # noqa: F401  (backend set by the caller)
 
     from ganctl.training.checkpoints import Checkpoints
@@ -209,7 +210,15 @@ def load_generator(run_dir: Path, checkpoint: int | None = None, ema: bool = Tru
         generator = trackables["ema_generator"] = clone_generator(generator)
     elif ema:
         log.info("this run kept no EMA generator (train.ema=0); using the raw generator")
-    checkpoints = Checkpoints(run_dir / rundir.CHECKPOINT_DIR, **trackables)
+    checkpoint = rundir.parse_checkpoint(checkpoint)
+    directory = run_dir / rundir.CHECKPOINT_DIR
+    if checkpoint == rundir.BEST_DIR:
+        directory, checkpoint = directory / rundir.BEST_DIR, None
+        if not directory.is_dir():
+            raise UserError(f"run={run_dir} has no best checkpoint ({directory} does not exist): "
+                            "it is kept only when training evaluates, with train.eval_every=N. "
+                            "Leave checkpoint= out for the newest.")
+    checkpoints = Checkpoints(directory, **trackables)
     step = checkpoints.restore(checkpoint, partial=True)
     if step is None:
         raise UserError(f"run={run_dir} has no checkpoint yet in {checkpoints.directory}; train it "

@@ -9,9 +9,9 @@ import tensorflow as tf
 
 from ganctl.evaluation import LOWER_IS_BETTER, dataset_name, headline, score_generator
 from ganctl.metrics.features import build_extractor
+from ganctl.training.rundir import BEST_DIR
 
 log = logging.getLogger("ganctl")
-BEST_DIR = "best"
 
 
 class PeriodicEval:

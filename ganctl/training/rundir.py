@@ -9,9 +9,23 @@ from ganctl.errors import UserError
 
 CONFIG_FILE = "config.yaml"          # resolved config, with dataset.source filled in
 CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"                    # under CHECKPOINT_DIR: train.eval_every's best checkpoint
 SAMPLES_DIR = "samples"
 METRICS_FILE = "metrics.jsonl"
 GENERATOR_EXPORT = "generator.keras"
+
+
+def parse_checkpoint(value) -> int | str | None:
+    """checkpoint=: None (the newest), a step number, or "best"; a UserError otherwise."""
+    if value is None or value == BEST_DIR:
+        return value
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    raise UserError(f"checkpoint={value} is not a checkpoint: give a step number (one of the "
+                    f"ckpt-<step> files in <run>/{CHECKPOINT_DIR}/), checkpoint=best for the "
+                    "best in-training evaluation (train.eval_every), or leave it out for the "
+                    "newest.")
 
 
 def check_run_dir(path: str, what: str = "run") -> Path:
