@@ -572,3 +572,15 @@ def test_fashion_mnist_and_cifar10_download(tmp_path, web_root, monkeypatch):
     dataset = CIFAR10()
     assert dataset.arrays()[0].shape == (15, 32, 32, 3)
     assert str(tmp_path / "keras_home" / "datasets" / cifar10.BIN_DIR) in dataset.source
+
+
+def test_a_base_class_missing_its_methods_cannot_be_built():
+    """Datasets, losses and feature extractors are abstract bases: a subclass that forgets a
+    method fails when constructed, not halfway through a run."""
+    from ganctl.datasets.base import ArrayDataset, Dataset
+    from ganctl.losses.base import Loss
+    from ganctl.metrics.features import FeatureExtractor
+
+    for base in (Dataset, ArrayDataset, Loss, FeatureExtractor):
+        with pytest.raises(TypeError, match="abstract"):
+            type("Incomplete", (base,), {})()

@@ -1,10 +1,12 @@
 """One signature for every GAN loss, with penalties kept apart (compare_gan / TF-GAN style)."""
 from __future__ import annotations
 
+import abc
+
 from ganctl.errors import UserError
 
 
-class Loss:
+class Loss(abc.ABC):
     """Pure functions of the discriminator's raw outputs (logits / critic values).
 
     discriminator_loss(real_logits, fake_logits) -> scalar
@@ -24,11 +26,13 @@ class Loss:
         self.gp_weight = gp_weight
         self.r1_weight = float(r1_weight)
 
+    @abc.abstractmethod
     def discriminator_loss(self, real_logits, fake_logits):
-        raise NotImplementedError
+        """Scalar loss D minimises, from D's raw outputs on a real and a fake batch."""
 
+    @abc.abstractmethod
     def generator_loss(self, fake_logits):
-        raise NotImplementedError
+        """Scalar loss G minimises, from D's raw outputs on a fake batch."""
 
     def penalty(self, discriminator, real_images, fake_images, seed_generator):
         total = self.own_penalty(discriminator, real_images, fake_images, seed_generator)

@@ -15,6 +15,7 @@ processed one batch at a time, so memory stays bounded by the features themselve
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import logging
@@ -111,7 +112,7 @@ def inference_function(model, preprocess=None):
     return lambda batch: [np.asarray(output, np.float32) for output in forward(batch)]
 
 
-class FeatureExtractor:
+class FeatureExtractor(abc.ABC):
     """Base: `extract` streams batches through `_batch` and concatenates the results."""
 
     name = ""
@@ -131,8 +132,9 @@ class FeatureExtractor:
         probs = np.concatenate([p[1] for p in parts]) if parts[0][1] is not None else None
         return self._finish(features, probs)
 
+    @abc.abstractmethod
     def _batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        raise NotImplementedError
+        """(features, class probabilities or None) for one uint8 batch."""
 
     def _finish(self, features: np.ndarray, probs: np.ndarray | None) -> Extracted:
         labels = probs.argmax(axis=1) if probs is not None else None
