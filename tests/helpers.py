@@ -21,3 +21,14 @@ def ganctl(*args: str, cwd, timeout: float = 600, env: dict | None = None):
                 "PYTHONPATH": str(CONF.parent), **(env or {})}
     return subprocess.run([*GANCTL, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+def linear_critic(weights):
+    """D(x) = w . flatten(x) for (4, 4, 1) inputs, as a real Keras model: grad_x D = w for every x."""
+    import keras
+
+    inputs = keras.Input(shape=(4, 4, 1))
+    dense = keras.layers.Dense(1, use_bias=False)
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    dense.kernel.assign(weights.reshape(-1, 1).astype("float32"))
+    return model

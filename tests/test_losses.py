@@ -13,7 +13,7 @@ from ganctl import registry
 from ganctl.config import LossConfig
 from ganctl.errors import UserError
 from ganctl.losses.wgan_gp import WassersteinGP, random_interpolation
-from tests.helpers import CONF
+from tests.helpers import CONF, linear_critic
 
 LOSS_DIR = CONF / "loss"
 LOSS_FILES = sorted(LOSS_DIR.glob("*.yaml"))
@@ -49,15 +49,6 @@ def tiny_critic(input_shape=(4, 4, 1)) -> keras.Model:
     x = keras.layers.Flatten()(inputs)
     x = keras.layers.Dense(8, activation="tanh")(x)
     return keras.Model(inputs, keras.layers.Dense(1)(x))
-
-
-def linear_critic(weights: np.ndarray) -> keras.Model:
-    """D(x) = w . flatten(x), as a real Keras model."""
-    inputs = keras.Input(shape=(4, 4, 1))
-    dense = keras.layers.Dense(1, use_bias=False)
-    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
-    dense.kernel.assign(weights.reshape(-1, 1).astype("float32"))
-    return model
 
 
 def test_every_loss_file_has_a_reference():

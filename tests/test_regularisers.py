@@ -14,7 +14,7 @@ from ganctl.config import LossConfig, NetworkConfig
 from ganctl.errors import UserError
 from ganctl.models import dcgan, mlp, sngan
 from ganctl.training.augment import make_augment
-from tests.helpers import CONF
+from tests.helpers import CONF, linear_critic
 
 LOSS_FILES = sorted((CONF / "loss").glob("*.yaml"))
 
@@ -146,15 +146,6 @@ def test_spectral_norm_option_trains(compose_cfg, data_overrides, tmp_path):
 def build_loss(path, **overrides):
     node = OmegaConf.merge(OmegaConf.structured(LossConfig), OmegaConf.load(path), overrides)
     return registry.build(node, "loss", schema=LossConfig)
-
-
-def linear_critic(weights: np.ndarray) -> keras.Model:
-    """D(x) = w . flatten(x): grad_x D = w for every x."""
-    inputs = keras.Input(shape=(4, 4, 1))
-    dense = keras.layers.Dense(1, use_bias=False)
-    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
-    dense.kernel.assign(weights.reshape(-1, 1).astype("float32"))
-    return model
 
 
 @pytest.mark.parametrize("path", LOSS_FILES, ids=lambda p: p.stem)
