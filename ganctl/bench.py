@@ -184,15 +184,19 @@ def worker(spec: dict) -> None:
 
     if spec["kind"] == "reference":
         precision = spec.get("policy", "float32")
-        step, images_per_call = reference_step(precision), BATCH
+        reference, images_per_call = reference_step(precision), BATCH
+
+        def step(images, labels):  # the tutorial's step takes no labels
+            return reference(images)
     else:
+        # ganctl's step takes (images, labels), as the training loop passes them.
         step, images_per_call, precision = ganctl_step(spec["dataset"], spec.get("overrides", []),
                                                        spec.get("preset", PRESET))
     # Both kinds read the same shuffled batches from ganctl's tf.data pipeline (seed 0).
     dataset = build_dataset(OmegaConf.create({"_target_": DATASETS[spec["dataset"]]}))
     batches = iter(dataset.tf_dataset(images_per_call, seed=0))
     for _ in range(3):  # trace, compile and let tf.data fill its buffers
-        result = step(next(batches)[0])
+        result = step(*next(batches))
     _ = tf.nest.flatten(result)[0].numpy()
     _reply({"ready": True, "precision": precision, "source": dataset.source,
             "images_per_call": images_per_call})
@@ -202,7 +206,7 @@ def worker(spec: dict) -> None:
             calls = int(command[1])
             wall, cpu = time.perf_counter(), time.process_time()
             for _ in range(calls):
-                result = step(next(batches)[0])
+                result = step(*next(batches))
             _ = tf.nest.flatten(result)[0].numpy()  # wait for the device
             _reply({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
                     "images": calls * images_per_call})

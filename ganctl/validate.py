@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from ganctl import config as schemas
 from ganctl.errors import UserError
+from ganctl.training.distribute import STRATEGIES  # TF-free at import
 
 # Flags Hydra takes with a value; everything else starting with '-' stands alone.
 _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-dir", "-cd", "--info", "-i"}
@@ -30,7 +31,7 @@ _CHOICES = {"train.on_nan": ("stop", "rollback"), "dataset.on_bad_file": ("skip"
             "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
             "train.update_rule": ("alternating", "simultaneous"),
             "train.augment": ("none", "diffaug"),
-            "train.strategy": ("auto", "single", "mirrored", "multi_worker")}
+            "train.strategy": STRATEGIES}
 # Steps at which the loop acts; with train.steps_per_call=K it only sees every K-th step.
 _STEP_MULTIPLES = ["train.steps", "train.log_every", "train.sample_every",
                    "train.checkpoint_every", "train.eval_every"]

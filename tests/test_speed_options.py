@@ -151,7 +151,7 @@ def test_simultaneous_update_is_the_tutorials_train_step():
         ema_decay=0.0, step=tf.Variable(0, dtype=tf.int64),
         first_nonfinite_step=tf.Variable(-1, dtype=tf.int64), update_rule="simultaneous",
         joint_d_call=False)  # D(real) then D(fake), as the tutorial draws its dropout masks
-    step(real_images)
+    step(real_images, tf.zeros((len(real_images),), "int32"))  # unlabelled data: labels 0
     ganctl_weights = generator.get_weights() + discriminator.get_weights()
 
     # The tutorial's train_step, verbatim but for the noise, which must be ganctl's draw.

@@ -35,9 +35,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     # Other workers of a multi-worker run share the chief's run folder but never write to it.
     with _only_writer(run_dir) if is_chief_process() else contextlib.nullcontext():
         result = train(cfg, run_dir, resuming=resuming)
-    if _optuna_sweeper() is not None:
-        return optuna_objective(result, _optuna_sweeper().direction)
-    return result
+    sweeper = _optuna_sweeper()
+    return result if sweeper is None else optuna_objective(result, sweeper.direction)
 
 
 def _optuna_sweeper():

@@ -215,11 +215,7 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
         return values
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def train_step(real_batch, real_labels=None):
-        if real_labels is None:  # unlabelled callers (the benchmark); a conditional G needs them
-            if conditional:
-                raise UserError("a class-conditional model needs the real batch's labels.")
-            real_labels = tf.zeros(ops.shape(real_batch)[:1], "int32")
+    def train_step(real_batch, real_labels):
         if steps_per_call == 1:
             return one_step(real_batch, real_labels)
         # K steps in one call: one dispatch (and no host round trip) per K steps. A tf.range
