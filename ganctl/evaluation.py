@@ -259,7 +259,7 @@ def score_generator(generator, dataset, name: str, metric_names, extractor, *, n
     class gets num/K samples, as a balanced real set has. `model_name` names the run's model in
     the error for cas/class_match on an unconditional generator.
     """
-    from ganctl.commands.sample import latent_dim
+    from ganctl.commands.sample import latent_dim, sample_labels
     from ganctl.metrics.cas import LabelledData
     from ganctl.models.common import is_conditional
     from ganctl.training.snapshots import to_uint8
@@ -277,7 +277,7 @@ def score_generator(generator, dataset, name: str, metric_names, extractor, *, n
             "classes (class-conditional choices: "
             f"{', '.join('model=' + m for m in conditional_models(dataset)) or 'none'})")
     z = np.random.default_rng(seed).standard_normal((num, latent_dim(generator)))
-    classes = np.arange(num) % dataset.num_classes if conditional else None
+    classes = sample_labels(num, dataset.num_classes)[0] if conditional else None
     fake = generate(generator, z.astype(np.float32), classes)
     needs_real = registry.needs_real(registry.check_metric_names(names))
     real = dataset.arrays(split, limit=num)[0] if needs_real else None
