@@ -135,41 +135,25 @@ def reference_step(policy: str = "float32"):
 # --- ganctl's step, built the way training/loop.py builds it ------------------------------------
 
 def ganctl_step(dataset_name: str, overrides: list[str], preset: list[str] = PRESET):
-    """(step function, images per call, the resolved precision) for the preset + overrides."""
+    """(step function, images per call, the resolved precision) for the preset + overrides,
+    built by the same function as the training loop's."""
     import keras
-    import tensorflow as tf
     from hydra import compose, initialize_config_module
 
     from ganctl.config import register_configs
-    from ganctl.training.components import (build_dataset, build_discriminator, build_generator,
-                                            build_loss)
-    from ganctl.training.steps import (dtype_policy, make_optimizer, make_train_step,
-                                       resolve_precision)
+    from ganctl.core.components import build_dataset
+    from ganctl.core.state import build_training_state
+    from ganctl.training.steps import make_train_step
     from ganctl.validate import check_train_config
 
     register_configs()
     with initialize_config_module("ganctl.conf", version_base="1.3"):
         cfg = compose("train", overrides=[*preset, f"dataset={dataset_name}", *overrides])
     check_train_config(cfg)
-    t = cfg.train
-    keras.utils.set_random_seed(t.seed)
-    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
-    precision = resolve_precision(t.precision, device)
-    dataset = build_dataset(cfg.dataset)
-    with dtype_policy(precision):
-        generator = build_generator(cfg.model, dataset)
-        discriminator = build_discriminator(cfg.model, dataset)
-    g_optimizer = make_optimizer(t.g_lr, t.g_beta1, t.g_beta2, precision)
-    d_optimizer = make_optimizer(t.d_lr, t.d_beta1, t.d_beta2, precision)
-    step = make_train_step(
-        generator=generator, discriminator=discriminator, ema_generator=None,
-        loss=build_loss(cfg.loss), g_optimizer=g_optimizer, d_optimizer=d_optimizer,
-        seed_generator=keras.random.SeedGenerator(t.seed), z_dim=cfg.model.z_dim,
-        ema_decay=t.ema, step=tf.Variable(0, dtype=tf.int64),
-        first_nonfinite_step=tf.Variable(-1, dtype=tf.int64), jit_compile=t.jit_compile,
-        update_rule=t.update_rule, joint_d_call=t.joint_d_call, steps_per_call=t.steps_per_call)
-    images_per_call = t.batch_size * cfg.loss.d_steps_per_g_step * t.steps_per_call
-    return step, images_per_call, precision
+    keras.utils.set_random_seed(cfg.train.seed)
+    state = build_training_state(cfg, build_dataset(cfg.dataset))
+    return (make_train_step(state), state.images_per_step * cfg.train.steps_per_call,
+            state.precision)
 
 
 # --- Worker: one variant in its own process ------------------------------------------------------
@@ -180,7 +164,7 @@ def worker(spec: dict) -> None:
     import tensorflow as tf
     from omegaconf import OmegaConf
 
-    from ganctl.training.components import build_dataset
+    from ganctl.core.components import build_dataset
 
     if spec["kind"] == "reference":
         precision = spec.get("policy", "float32")
@@ -387,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _cpu_bf16() -> bool:
-    from ganctl.training.steps import cpu_has_bf16
+    from ganctl.core.state import cpu_has_bf16
 
     return cpu_has_bf16()
 

@@ -154,7 +154,7 @@ def _precheck(command: str, args: list[str]) -> list[str]:
     if command == "train":
         resume = [_unquoted(a.split("=", 1)[1]) for a in args if a.startswith("resume=")]
         if resume:
-            from ganctl.training.rundir import check_run_dir
+            from ganctl.rundir import check_run_dir
 
             run_dir = check_run_dir(resume[-1], what="resume")
             # Log into the run being resumed; keep its original .hydra/ provenance untouched.

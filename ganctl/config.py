@@ -5,11 +5,53 @@ A typo in a YAML key or a wrong type fails at compose time, before any model is 
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import II, MISSING, OmegaConf
+from omegaconf import II, MISSING, DictConfig, OmegaConf
+
+from ganctl.errors import UserError
+
+
+# --- Rules on single values, declared on the fields below -----------------------------------
+# Each field's rule lives next to it, as dataclass metadata; `check_values` reads them for the
+# pre-run check (ganctl/validate.py) and for registry.build, and nothing else re-checks.
+
+def _rule(default, accepted: str, ok, **kwargs):
+    factory = {"default_factory": default} if callable(default) else {"default": default}
+    return field(**factory, metadata={"accepted": accepted, "ok": ok, **kwargs})
+
+
+def positive(default, accepted: str | None = None):
+    """An int of 1 or more, or a float above 0; `accepted` says it in the field's own words."""
+    accepted = accepted or ("positive (> 0)" if isinstance(default, float)
+                            else "positive (1 or more)")
+    return _rule(default, accepted, lambda v: v > 0)
+
+
+def non_negative(default):
+    return _rule(default, "0 or more", lambda v: v >= 0)
+
+
+def fraction(default):
+    return _rule(default, "in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def one_of(default, choices: tuple):
+    return _rule(default, "one of: " + ", ".join(map(str, choices)), lambda v: v in choices,
+                 choices=choices)
+
+
+STRATEGIES = ("auto", "single", "mirrored", "multi_worker")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+UPDATE_RULES = ("alternating", "simultaneous")
+AUGMENTS = ("none", "diffaug")
+SAMPLE_FORMATS = ("grid", "png", "npz", "gif", "dataset")
+FEATURES = ("auto", "classifier", "inception", "pixels")
+SPLITS = ("train", "test")
+
 
 
 @dataclass
@@ -18,7 +60,7 @@ class DatasetConfig:
     path: Optional[str] = None          # local copy of the data (IDX .gz files, mnist.npz, image dir)
     resolution: Optional[int] = None    # folder: resize + centre-crop to this size
     channels: Optional[int] = None      # folder: 1 (grayscale) or 3 (RGB)
-    on_bad_file: str = "skip"           # folder: skip | error
+    on_bad_file: str = one_of("skip", ("skip", "error"))  # folder: skip a bad file, or stop
     labels: bool = False                # folder: classes from sub-folder names (path/<class>/...)
     limit: Optional[int] = None         # use only the first N training examples (small-data runs)
     std: Optional[float] = None         # ring / grid: standard deviation of each Gaussian mode
@@ -29,16 +71,16 @@ class DatasetConfig:
 @dataclass
 class NetworkConfig:
     _target_: str = MISSING
-    width: int = 64                     # channels of the first conv layer (dcgan) / units (mlp)
-    depth: int = 2                      # mlp: hidden layers; dcgan: ignored (follows resolution)
+    width: int = positive(64)           # channels of the first conv layer (dcgan) / units (mlp)
+    depth: int = positive(2)            # mlp: hidden layers; dcgan: ignored (follows resolution)
     batch_norm: bool = False
-    dropout: float = 0.0
+    dropout: float = fraction(0.0)      # share of D's units dropped; 0 disables
     spectral_norm: bool = False         # discriminator: spectral normalisation (Miyato et al. 2018)
 
 
 @dataclass
 class ModelConfig:
-    z_dim: int = 100
+    z_dim: int = positive(100)
     generator: NetworkConfig = field(default_factory=NetworkConfig)
     discriminator: NetworkConfig = field(default_factory=NetworkConfig)
 
@@ -46,45 +88,45 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     _target_: str = MISSING
-    d_steps_per_g_step: int = 1         # critic updates per generator update (WGAN-GP uses 5)
-    gp_weight: float = 0.0              # gradient penalty weight (lambda); 0 disables it
-    r1_weight: float = 0.0              # R1 penalty on real images (gamma, Mescheder 2018); 0 off
+    d_steps_per_g_step: int = positive(1)  # critic updates per generator update (WGAN-GP uses 5)
+    gp_weight: float = non_negative(0.0)  # gradient penalty weight (lambda); 0 disables it
+    r1_weight: float = non_negative(0.0)  # R1 penalty on real images (gamma, Mescheder 2018); 0 off
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 5000                   # generator updates (about 6 min on a 2-core CPU)
-    batch_size: int = 64
+    steps: int = positive(5000)         # generator updates (about 6 min on a 2-core CPU)
+    batch_size: int = positive(64)
     seed: int = II("seed")
-    g_lr: float = 2e-4
-    d_lr: float = 2e-4
-    g_beta1: float = 0.5
-    g_beta2: float = 0.999
-    d_beta1: float = 0.5
-    d_beta2: float = 0.999
-    ema: float = 0.999                  # decay of G's weight average used for samples; 0 disables
-    log_every: int = 50
-    sample_every: int = 500
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
+    g_lr: float = positive(2e-4)
+    d_lr: float = positive(2e-4)
+    g_beta1: float = fraction(0.5)
+    g_beta2: float = fraction(0.999)
+    d_beta1: float = fraction(0.5)
+    d_beta2: float = fraction(0.999)
+    ema: float = fraction(0.999)        # decay of G's weight average used for samples; 0 disables
+    log_every: int = positive(50)
+    sample_every: int = positive(500)
+    checkpoint_every: int = positive(500)
+    keep_checkpoints: int = positive(3)
     progress: bool = True
     jit_compile: bool = False           # XLA; measured slower on CPU, helps on GPU
-    precision: str = "float32"          # float32 | mixed_bfloat16 | mixed_float16 | auto
-    update_rule: str = "alternating"    # alternating | simultaneous (the TF DCGAN tutorial's)
+    precision: str = one_of("float32", PRECISIONS)  # auto: bf16 on CPUs with native bf16
+    update_rule: str = one_of("alternating", UPDATE_RULES)  # simultaneous: the TF tutorial's
     joint_d_call: bool = False          # one D call on concat(real, fake) when D has no BN
-    steps_per_call: int = 1             # training steps per compiled call (GPU dispatch)
+    steps_per_call: int = positive(1)   # training steps per compiled call (GPU dispatch)
     deterministic: bool = False         # op determinism for bit-exact resume (slower)
     # auto: multi_worker when TF_CONFIG names several workers, mirrored on >1 GPU, else single.
     # batch_size stays the global batch, so N replicas compute what one device would.
-    strategy: str = "auto"              # auto | single | mirrored | multi_worker
-    augment: str = "none"               # none | diffaug (DiffAugment, Zhao et al. 2020)
+    strategy: str = one_of("auto", STRATEGIES)
+    augment: str = one_of("none", AUGMENTS)  # diffaug: DiffAugment (Zhao et al. 2020)
     # diffaug: the transforms, applied in this order; e.g. train.augment_policy=[translation,cutout]
     augment_policy: List[str] = field(default_factory=lambda: ["color", "translation", "cutout"])
-    on_nan: str = "stop"                # stop | rollback
-    nan_retries: int = 3                # rollback: attempts before giving up
-    sample_grid: int = 64               # images in each snapshot grid
-    eval_every: int = 0                 # steps between in-training evaluations; 0 disables
-    eval_num: int = 2000                # samples per in-training evaluation
+    on_nan: str = one_of("stop", ("stop", "rollback"))
+    nan_retries: int = positive(3)      # rollback: attempts before giving up
+    sample_grid: int = positive(64)     # images in each snapshot grid
+    eval_every: int = non_negative(0)   # steps between in-training evaluations; 0 disables
+    eval_num: int = positive(2000)      # samples per in-training evaluation
     eval_metrics: List[str] = field(default_factory=lambda: ["fid"])  # first one picks `best`
 
 
@@ -102,16 +144,17 @@ class TrainRunConfig:
 class SampleConfig:
     run: str = MISSING                  # run directory
     checkpoint: Optional[str] = None    # a step, or best (train.eval_every's); default the latest
-    num: int = 64
-    format: str = "grid"                # grid | png | npz | gif | dataset (also: interpolate=true)
+    num: int = positive(64, "1 or more (the number of samples to write)")
+    format: str = one_of("grid", SAMPLE_FORMATS)  # (and interpolate=true: a GIF)
     out: Optional[str] = None           # default: inside <run>/samples/
     ema: bool = True
     seed: int = 0
     interpolate: bool = False
-    frames: int = 60                    # interpolate: frames in the GIF
+    frames: int = positive(60)          # interpolate: frames in the GIF
     # Class-conditional runs (model=cdcgan). Default: every class, one grid row each.
     labels: Optional[List[int]] = None  # classes to draw, e.g. labels=[3,7]; grid: one row each
-    per_class: Optional[int] = None     # N samples of each class (instead of num)
+    # N samples of each class (instead of num)
+    per_class: Optional[int] = positive(None, "1 or more (samples of each class)")
 
 
 @dataclass
@@ -121,16 +164,46 @@ class EvalConfig:
     fake: Optional[str] = None          # ...or any two sets: npz / image folder
     real: Optional[str] = None          # npz / image folder / dataset name (mnist, cifar10, ...)
     sweep: Optional[str] = None         # ...or gather a multirun's jobs into one table
-    num: int = 10000                    # generated samples (and at most this many real ones)
+    num: int = _rule(10000, "at least 2 (a few thousand for stable scores)", lambda v: v >= 2)
+    # generated samples (and at most this many real ones)
     metrics: List[str] = field(default_factory=lambda: ["auto"])
-    features: str = "auto"              # auto | classifier | inception | pixels
+    features: str = one_of("auto", FEATURES)
     inception_weights: Optional[str] = None  # a local InceptionV3 .h5 for offline machines
-    split: str = "train"                # real split a run is compared with
+    split: str = one_of("train", SPLITS)  # real split a run is compared with
     ema: bool = True
     seed: int = 0
-    batch_size: int = 250
+    batch_size: int = positive(250)
     sort_by: Optional[str] = None       # sweep table: default the first metric
-    cas_epochs: int = 3                 # cas: epochs of each classifier (synthetic and real)
+    cas_epochs: int = positive(3)       # cas: epochs of each classifier (synthetic and real)
+
+
+GROUP_SCHEMAS = {"dataset": DatasetConfig, "model": ModelConfig, "loss": LossConfig}
+
+
+def shipped_options(group: str) -> list[str]:
+    """The choices ganctl ships for a config group (conf/<group>/*.yaml), sorted."""
+    from importlib.resources import files
+
+    return sorted(p.name[:-len(".yaml")] for p in (files("ganctl.conf") / group).iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def shipped_option(group: str, name: str, *overrides) -> DictConfig | None:
+    """conf/<group>/<name>.yaml merged into its schema (then `overrides`, dicts or configs), as
+    Hydra composes it; None when ganctl ships no such choice."""
+    from importlib.resources import files
+
+    path = files("ganctl.conf") / group / f"{name}.yaml"
+    if "/" in name or not path.is_file():
+        return None
+    return OmegaConf.merge(OmegaConf.structured(GROUP_SCHEMAS[group]), OmegaConf.load(str(path)),
+                           *overrides)
+
+
+def choice_name(target: str) -> str:
+    """The config choice a `_target_` belongs to: ganctl.<package>.<choice>.<object>, because
+    YAML stem = module name (conf/model/dcgan.yaml names ganctl.models.dcgan.build_generator)."""
+    return str(target).split(".")[2]
 
 
 MAX_DIR_NAME = 120  # file systems allow 255 bytes; leave room for the job number and suffixes
@@ -155,3 +228,89 @@ def register_configs() -> None:
     cs.store(name="base_train", node=TrainRunConfig)
     cs.store(name="base_sample", node=SampleConfig)
     cs.store(name="base_eval", node=EvalConfig)
+
+
+# --- Checking a composed config: each field's rule, then the rules that join fields -----------
+
+def check_values(node, schema: type, prefix: str = "") -> None:
+    """UserError for the first value in `node` (or the nodes below it) that breaks its field's
+    rule. Unknown keys and missing values are the pre-run check's to report."""
+    for spec in dataclasses.fields(schema):
+        if spec.name not in node or (isinstance(node, DictConfig)
+                                     and OmegaConf.is_missing(node, spec.name)):
+            continue
+        value, key = node[spec.name], f"{prefix}{spec.name}"
+        child_schema = globals().get(spec.type) if isinstance(spec.type, str) else spec.type
+        if dataclasses.is_dataclass(child_schema):
+            if isinstance(value, (DictConfig, dict)):
+                check_values(value, child_schema, key + ".")
+            continue
+        ok = spec.metadata.get("ok")
+        if ok is None or value is None or ok(value):
+            continue
+        if "choices" in spec.metadata:
+            raise UserError(f"{key}={value} is not one of: "
+                            f"{', '.join(map(str, spec.metadata['choices']))}.")
+        raise UserError(f"{key}={value} must be {spec.metadata['accepted']}.")
+
+
+def default_of(schema: type, name: str):
+    """A field's default value."""
+    spec = next(f for f in dataclasses.fields(schema) if f.name == name)
+    return spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
+
+
+# Steps at which the loop acts; with train.steps_per_call=K it only sees every K-th step.
+STEP_MULTIPLES = ("steps", "log_every", "sample_every", "checkpoint_every", "eval_every")
+
+
+def check_train_run(cfg) -> None:
+    """The rules of `ganctl train` that join several fields (each field's own rule first)."""
+    check_values(cfg, TrainRunConfig)
+    t = cfg.train
+    if t.augment == "none" and list(t.augment_policy) != default_of(TrainConfig, "augment_policy"):
+        raise UserError(f"train.augment_policy={list(t.augment_policy)} has no effect with "
+                        "train.augment=none; add train.augment=diffaug.")
+    penalties = [f"loss.{k}={cfg.loss[k]}" for k in ("gp_weight", "r1_weight") if cfg.loss[k] > 0]
+    if penalties and cfg.model.discriminator.batch_norm:
+        # The penalty is per example; batch norm makes D's output depend on the whole batch.
+        raise UserError("model.discriminator.batch_norm=true cannot be combined with a gradient "
+                        f"penalty ({', '.join(penalties)}); set model.discriminator.batch_norm=false "
+                        "or drop the penalty.")
+    if t.update_rule == "simultaneous" and cfg.loss.d_steps_per_g_step != 1:
+        raise UserError("train.update_rule=simultaneous updates D and G from one forward pass, "
+                        f"so it needs loss.d_steps_per_g_step=1 (got {cfg.loss.d_steps_per_g_step}); "
+                        "use train.update_rule=alternating with this loss.")
+    if t.steps_per_call > 1:
+        # 0 disables eval_every, and 0 is a multiple of anything.
+        off = [f"train.{k}={t[k]}" for k in STEP_MULTIPLES if t[k] % t.steps_per_call]
+        if off:
+            raise UserError(f"train.steps_per_call={t.steps_per_call} runs {t.steps_per_call} "
+                            "steps per call, so the loop can only log, sample, evaluate, "
+                            f"checkpoint and stop at multiples of {t.steps_per_call}, but "
+                            f"{', '.join(off)} is not one. Make them multiples of "
+                            f"{t.steps_per_call} or lower train.steps_per_call.")
+
+
+def check_sample(cfg) -> None:
+    """The rules of `ganctl sample` that join several fields."""
+    check_values(cfg, SampleConfig)
+    if cfg.interpolate and cfg.format == "dataset":
+        raise UserError("interpolate=true writes an animated GIF, so it cannot be combined with "
+                        "format=dataset; drop one of them.")
+    if cfg.labels is not None and not list(cfg.labels):
+        raise UserError("labels=[] names no class. Give class numbers such as labels=[3,7], "
+                        "or leave labels out to draw every class.")
+
+
+def check_eval(cfg) -> None:
+    """The rules of `ganctl eval` that join several fields."""
+    check_values(cfg, EvalConfig)
+    chosen = [k for k in ("run", "sweep") if cfg[k]] + (["fake"] if cfg.fake or cfg.real else [])
+    if len(chosen) != 1:
+        raise UserError("ganctl eval scores one thing: give run=<run dir>, or fake=<npz or image "
+                        "folder> real=<npz, image folder or dataset name>, or sweep=<multirun dir>"
+                        f"{' (got ' + ', '.join(chosen) + ')' if chosen else ''}.")
+    if chosen == ["fake"] and not (cfg.fake and cfg.real) and list(cfg.metrics) != ["is"]:
+        raise UserError("fake= and real= go together: give both (real may be a dataset name such "
+                        "as mnist), or metrics=[is] with fake= alone.")

@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ganctl.config import check_values
 from ganctl.errors import UserError
 
 # Per schema: the package its targets must live in, and whether a target must be a class.
@@ -59,6 +60,8 @@ def check(node: DictConfig | dict, where: str, schema: type | None = None,
 def _arguments(node, where: str, schema, context: dict) -> tuple[Any, dict]:
     values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     factory = resolve_target(values.pop("_target_", None), where, schema)
+    if schema is not None:
+        check_values(values, schema, where + ".")
     accepted = inspect.signature(factory).parameters
     defaults = {}
     if schema is not None:

@@ -12,30 +12,13 @@ from omegaconf import DictConfig
 
 from ganctl import config as schemas
 from ganctl.errors import UserError
-from ganctl.training.distribute import STRATEGIES  # TF-free at import
+from ganctl.rundir import parse_checkpoint
 
 # Flags Hydra takes with a value; everything else starting with '-' stands alone.
 _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-dir", "-cd", "--info", "-i"}
 _SKIP_PRECHECK = {"--help", "-h", "--hydra-help", "--config-path", "-cp", "--config-name", "-cn",
                   "--experimental-rerun", "--shell-completion", "-sc", "--cfg", "-c", "--info",
                   "-i", "--resolve", "--version"}
-
-_POSITIVE = ["train.steps", "train.batch_size", "train.log_every", "train.sample_every",
-             "train.checkpoint_every", "train.keep_checkpoints", "train.sample_grid",
-             "train.nan_retries", "train.steps_per_call", "loss.d_steps_per_g_step", "model.z_dim",
-             "model.generator.width", "model.discriminator.width"]
-_POSITIVE_FLOAT = ["train.g_lr", "train.d_lr"]
-_UNIT_INTERVAL = ["train.g_beta1", "train.g_beta2", "train.d_beta1", "train.d_beta2", "train.ema",
-                  "model.generator.dropout", "model.discriminator.dropout"]
-_CHOICES = {"train.on_nan": ("stop", "rollback"), "dataset.on_bad_file": ("skip", "error"),
-            "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
-            "train.update_rule": ("alternating", "simultaneous"),
-            "train.augment": ("none", "diffaug"),
-            "train.strategy": STRATEGIES}
-# Steps at which the loop acts; with train.steps_per_call=K it only sees every K-th step.
-_STEP_MULTIPLES = ["train.steps", "train.log_every", "train.sample_every",
-                   "train.checkpoint_every", "train.eval_every"]
-
 
 def precheck(command: str, args: list[str]) -> None:
     """Compose each job the command line asks for and check it, raising UserError."""
@@ -71,11 +54,13 @@ def precheck(command: str, args: list[str]) -> None:
             check_train_config(cfg)
             if optuna:
                 check_optuna_objective(cfg)
-            from ganctl.training.components import check_components  # imports the targets
+            from ganctl.core.components import check_components  # imports the targets
 
             check_components(cfg)
         elif command == "sample":
             check_sample_config(cfg)
+        else:
+            check_eval_config(cfg)
 
 
 def _expand(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -133,32 +118,7 @@ def _paragraph(err: BaseException) -> str:
 def check_train_config(cfg: DictConfig) -> None:
     _check_required(cfg)
     _check_known_keys(cfg, schemas.TrainRunConfig, "")
-    for key in _POSITIVE + _POSITIVE_FLOAT:
-        value = _get(cfg, key)
-        if value is not None and value <= 0:
-            accepted = "> 0" if key in _POSITIVE_FLOAT else "1 or more"
-            raise UserError(f"{key}={value} must be positive ({accepted}).")
-    for key in _UNIT_INTERVAL:
-        value = _get(cfg, key)
-        if value is not None and not 0 <= value < 1:
-            raise UserError(f"{key}={value} must be in [0, 1).")
-    for key, choices in _CHOICES.items():
-        value = _get(cfg, key)
-        if value is not None and value not in choices:
-            raise UserError(f"{key}={value} is not one of: {', '.join(choices)}.")
-    if cfg.train.augment == "none" and list(cfg.train.augment_policy) != _default("augment_policy"):
-        raise UserError(f"train.augment_policy={list(cfg.train.augment_policy)} has no effect with "
-                        "train.augment=none; add train.augment=diffaug.")
-    for key in ("loss.gp_weight", "loss.r1_weight"):
-        if _get(cfg, key) < 0:
-            raise UserError(f"{key}={_get(cfg, key)} must be 0 or more.")
-    penalties = [f"{k}={_get(cfg, k)}" for k in ("loss.gp_weight", "loss.r1_weight") if _get(cfg, k) > 0]
-    if penalties and cfg.model.discriminator.batch_norm:
-        # The penalty is per example; batch norm makes D's output depend on the whole batch.
-        raise UserError("model.discriminator.batch_norm=true cannot be combined with a gradient "
-                        f"penalty ({', '.join(penalties)}); set model.discriminator.batch_norm=false "
-                        "or drop the penalty.")
-    _check_speed_options(cfg)
+    schemas.check_train_run(cfg)
 
 
 def check_optuna_objective(cfg: DictConfig) -> None:
@@ -172,50 +132,13 @@ def check_optuna_objective(cfg: DictConfig) -> None:
                         f"train.eval_every={max(1, steps // 5)}.")
 
 
-def _default(name: str):
-    """A TrainConfig field's default value."""
-    spec = next(f for f in dataclasses.fields(schemas.TrainConfig) if f.name == name)
-    return spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
-
-
-def _check_speed_options(cfg: DictConfig) -> None:
-    if cfg.train.update_rule == "simultaneous" and cfg.loss.d_steps_per_g_step != 1:
-        raise UserError("train.update_rule=simultaneous updates D and G from one forward pass, "
-                        f"so it needs loss.d_steps_per_g_step=1 (got {cfg.loss.d_steps_per_g_step}); "
-                        "use train.update_rule=alternating with this loss.")
-    per_call = cfg.train.steps_per_call
-    if per_call > 1:
-        # 0 disables eval_every, and 0 is a multiple of anything.
-        off = [f"{k}={_get(cfg, k)}" for k in _STEP_MULTIPLES
-               if _get(cfg, k) is not None and _get(cfg, k) % per_call]
-        if off:
-            raise UserError(f"train.steps_per_call={per_call} runs {per_call} steps per call, so "
-                            "the loop can only log, sample, evaluate, checkpoint and stop at "
-                            f"multiples of {per_call}, but {', '.join(off)} is not one. Make them "
-                            f"multiples of {per_call} or lower train.steps_per_call.")
-
-
 def check_sample_config(cfg: DictConfig) -> None:
-    from ganctl.training.rundir import parse_checkpoint
-
     _check_required(cfg)
     _check_known_keys(cfg, schemas.SampleConfig, "")
     parse_checkpoint(cfg.checkpoint)
-    if cfg.num <= 0:
-        raise UserError(f"num={cfg.num} must be 1 or more (the number of samples to write).")
-    formats = ("grid", "png", "npz", "gif", "dataset")
-    if cfg.format not in formats:
-        raise UserError(f"format={cfg.format} is not one of: {', '.join(formats)}.")
-    if cfg.interpolate and cfg.format == "dataset":
-        raise UserError("interpolate=true writes an animated GIF, so it cannot be combined with "
-                        "format=dataset; drop one of them.")
-    if cfg.per_class is not None and cfg.per_class <= 0:
-        raise UserError(f"per_class={cfg.per_class} must be 1 or more (samples of each class).")
+    schemas.check_sample(cfg)
     if cfg.labels is not None:
         labels = list(cfg.labels)
-        if not labels:
-            raise UserError("labels=[] names no class. Give class numbers such as labels=[3,7], "
-                            "or leave labels out to draw every class.")
         classes = run_classes(cfg.run)
         if classes is not None and classes[0] > 0:
             bad = [label for label in labels if not 0 <= label < classes[0]]
@@ -224,16 +147,29 @@ def check_sample_config(cfg: DictConfig) -> None:
                                 f"dataset. {_accepted_labels(*classes)}")
 
 
+def check_eval_config(cfg: DictConfig) -> None:
+    """Everything `ganctl eval` can know before loading a model: which inputs, values, metric
+    names and the checkpoint named."""
+    from ganctl.metrics.registry import check_metric_names
+
+    _check_required(cfg)
+    _check_known_keys(cfg, schemas.EvalConfig, "")
+    parse_checkpoint(cfg.checkpoint)
+    schemas.check_eval(cfg)
+    if list(cfg.metrics) != ["auto"]:
+        check_metric_names(cfg.metrics)
+
+
 def run_classes(run: str) -> tuple[int, tuple[str, ...], str] | None:
     """(num_classes, class_names, dataset name) of a run's dataset, read without TensorFlow, or
     None when the run folder cannot tell (sample then reports what is wrong with it)."""
     from ganctl.registry import build
-    from ganctl.training import rundir
+    from ganctl import rundir
 
     try:
         run_cfg = rundir.load_run_config(rundir.check_run_dir(run))
         dataset = build(run_cfg.dataset, "dataset", schemas.DatasetConfig)
-        name = str(run_cfg.dataset["_target_"]).split(".")[2]
+        name = schemas.choice_name(run_cfg.dataset["_target_"])
         return int(dataset.num_classes), tuple(dataset.class_names), name
     except UserError:
         return None
@@ -288,15 +224,6 @@ def _check_required(cfg: DictConfig) -> None:
         hint = "; e.g. " + ", ".join(examples[k] for k in missing if k in examples) if any(
             k in examples for k in missing) else ""
         raise UserError(f"{', '.join(missing)} must be given on the command line{hint}.")
-
-
-def _get(cfg: DictConfig, dotted: str):
-    node = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, DictConfig) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def _check_known_keys(node, schema, prefix: str) -> None:

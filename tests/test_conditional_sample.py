@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganctl.commands.sample import sample_labels
+from ganctl.core.generators import sample_labels
 from ganctl.errors import UserError
 from tests.helpers import ganctl
 
@@ -101,9 +101,9 @@ def test_labels_on_an_unconditional_run_name_the_conditional_models(runs, tmp_pa
 
 
 def test_grid_has_one_row_per_class_showing_that_class(runs, tmp_path):
-    from ganctl.commands.sample import load_generator
-    from ganctl.training.snapshots import to_uint8
-    from ganctl.training.steps import generate
+    from ganctl.core.generators import load_generator
+    from ganctl.images import to_uint8
+    from ganctl.core.generators import generate
 
     sample(runs["cdcgan"], "per_class=3", f"out={tmp_path / 'all.png'}")
     assert Image.open(tmp_path / "all.png").size == (3 * CELL + 2, 10 * CELL + 2)

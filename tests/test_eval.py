@@ -92,7 +92,7 @@ def test_sweep_table_sorted_by_metric(tmp_path):
 
 def test_fid_on_real_data_is_small_and_rises_with_blur_and_noise():
     """Real vs real scores ~0; FID grows monotonically as one half is damaged more."""
-    from ganctl.metrics.sanity import table
+    from ganctl.evaluation.sanity import table
 
     rows = {r["change"]: r for r in table("mnist", features="pixels", n=1000)}
     blur = [rows[k]["fid"] for k in ("none", "blur 0.5", "blur 1", "blur 2")]

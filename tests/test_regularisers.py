@@ -113,7 +113,7 @@ def test_spectral_norm_is_off_by_default_and_refused_where_unused():
 
 def test_spectral_norm_keeps_float32_kernels_under_bfloat16():
     """Keras' wrapper writes W / sigma back each call; in bf16 it would round the kernel."""
-    from ganctl.training.steps import dtype_policy
+    from ganctl.core.state import dtype_policy
 
     with dtype_policy("mixed_bfloat16"):
         discriminator = mlp.build_discriminator(image_shape=(2,), width=16, spectral_norm=True)

@@ -589,7 +589,7 @@ PLANTED = {  # config key -> (what is there, a _target_ that must never be calle
                 ("train",)),
     # A name ganctl merely imports (pathlib.Path); sample never builds a loss.
     "loss": ("_target_: ganctl.losses.ns.NonSaturating",
-             "_target_: ganctl.training.rundir.Path\n  args: {marker}", ("train",)),
+             "_target_: ganctl.rundir.Path\n  args: {marker}", ("train",)),
 }
 
 

@@ -99,9 +99,9 @@ def test_tutorial_preset_is_the_tutorials_setup(compose_cfg):
     ("float32", 1), ("mixed_bfloat16", 1), ("mixed_float16", 1), ("auto", 2)])
 def test_precision_and_steps_per_call_train_checkpoint_and_resume(precision, steps_per_call,
                                                                    compose_cfg, tmp_path):
-    from ganctl.commands.sample import load_generator
+    from ganctl.core.generators import load_generator
     from ganctl.training.loop import train
-    from ganctl.training.steps import generate
+    from ganctl.core.generators import generate
 
     overrides = ["model=tutorial_dcgan", *DATA, f"train.precision={precision}",
                  f"train.steps_per_call={steps_per_call}", "train.update_rule=simultaneous",
@@ -126,6 +126,8 @@ def test_precision_and_steps_per_call_train_checkpoint_and_resume(precision, ste
 def test_simultaneous_update_is_the_tutorials_train_step():
     """One ganctl step with update_rule=simultaneous equals the tutorial's train_step on the same
     weights, noise, dropout masks and batch."""
+    from ganctl.config import TrainConfig
+    from ganctl.core.state import TrainingState
     from ganctl.losses.ns import NonSaturating
     from ganctl.training.steps import make_train_step
 
@@ -144,13 +146,19 @@ def test_simultaneous_update_is_the_tutorials_train_step():
         generator.set_weights(start[1])
         discriminator.set_weights(start[2])
 
-    step = make_train_step(
-        generator=generator, discriminator=discriminator, ema_generator=None,
-        loss=NonSaturating(), g_optimizer=keras.optimizers.Adam(1e-4),
-        d_optimizer=keras.optimizers.Adam(1e-4), seed_generator=seed_generator, z_dim=100,
-        ema_decay=0.0, step=tf.Variable(0, dtype=tf.int64),
-        first_nonfinite_step=tf.Variable(-1, dtype=tf.int64), update_rule="simultaneous",
-        joint_d_call=False)  # D(real) then D(fake), as the tutorial draws its dropout masks
+    options = OmegaConf.merge(OmegaConf.structured(TrainConfig),
+                              {"ema": 0.0, "update_rule": "simultaneous", "seed": 0,
+                               # D(real) then D(fake), as the tutorial draws its dropout masks
+                               "joint_d_call": False})
+    state = TrainingState(
+        networks={"generator": generator, "discriminator": discriminator}, averages={},
+        optimizers={"generator": keras.optimizers.Adam(1e-4),
+                    "discriminator": keras.optimizers.Adam(1e-4)},
+        loss=NonSaturating(), step=tf.Variable(0, dtype=tf.int64),
+        first_nonfinite_step=tf.Variable(-1, dtype=tf.int64), seed_generator=seed_generator,
+        strategy=tf.distribute.get_strategy(), precision="float32", z_dim=100, d_steps=1,
+        train=options)
+    step = make_train_step(state)
     step(real_images, tf.zeros((len(real_images),), "int32"))  # unlabelled data: labels 0
     ganctl_weights = generator.get_weights() + discriminator.get_weights()
 
@@ -187,14 +195,14 @@ def test_simultaneous_update_is_the_tutorials_train_step():
 
 
 def test_auto_precision_picks_bf16_only_on_a_cpu_that_has_it(monkeypatch):
-    from ganctl.training import steps
+    from ganctl.core import state
 
-    monkeypatch.setattr(steps, "cpu_has_bf16", lambda: True)
-    assert steps.resolve_precision("auto", "CPU") == "mixed_bfloat16"
-    assert steps.resolve_precision("auto", "GPU") == "float32"
-    monkeypatch.setattr(steps, "cpu_has_bf16", lambda: False)
-    assert steps.resolve_precision("auto", "CPU") == "float32"
-    assert steps.resolve_precision("mixed_float16", "CPU") == "mixed_float16"
+    monkeypatch.setattr(state, "cpu_has_bf16", lambda: True)
+    assert state.resolve_precision("auto", "CPU") == "mixed_bfloat16"
+    assert state.resolve_precision("auto", "GPU") == "float32"
+    monkeypatch.setattr(state, "cpu_has_bf16", lambda: False)
+    assert state.resolve_precision("auto", "CPU") == "float32"
+    assert state.resolve_precision("mixed_float16", "CPU") == "mixed_float16"
 
 
 def test_speed_options_are_checked_before_a_run(compose_cfg):

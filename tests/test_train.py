@@ -22,7 +22,7 @@ TRAINED = sorted({(m, d, "ns") for m in MODELS for d in DATASETS}
 
 @pytest.mark.parametrize("model,dataset,loss", ALL_COMBINATIONS)
 def test_every_combination_composes_and_checks(model, dataset, loss, compose_cfg, data_overrides):
-    from ganctl.training.components import check_components
+    from ganctl.core.components import check_components
 
     cfg = compose_cfg([f"model={model}", f"dataset={dataset}", f"loss={loss}",
                        *data_overrides[dataset]])
@@ -58,8 +58,8 @@ def test_every_combination_trains_and_checkpoints(model, dataset, loss, compose_
 
 def cfg_shape(run_dir):
     """The data shape a run trained on, as its saved config and dataset describe it."""
-    from ganctl.training import rundir
-    from ganctl.training.components import build_dataset
+    from ganctl import rundir
+    from ganctl.core.components import build_dataset
 
     return build_dataset(rundir.load_run_config(run_dir).dataset).image_shape
 

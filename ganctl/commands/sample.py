@@ -3,31 +3,28 @@ class-conditional run) a labelled synthetic dataset."""
 from __future__ import annotations
 
 import logging
-import math
 import os
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
 
+from ganctl import rundir
 from ganctl.errors import UserError
-from ganctl.training import rundir
-from ganctl.validate import check_sample_config
+from ganctl.images import image_grid, save_png, save_snapshot, scatter_plot, to_uint8
 
 log = logging.getLogger("ganctl")
 
 
 def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> Path:
-    check_sample_config(cfg)
     run_dir = rundir.check_run_dir(cfg.run)
     fmt = "gif" if cfg.interpolate else cfg.format
     out = Path(cfg.out) if cfg.out else None
     if out is not None:
         _check_writable(out, fmt)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from ganctl.core.generators import (generate, latent_dim, load_generator, sample_labels)
     from ganctl.models.common import is_conditional
-    from ganctl.training.snapshots import image_grid, save_snapshot, scatter_plot, to_uint8
-    from ganctl.training.steps import generate
 
     generator, dataset, step = load_generator(run_dir, cfg.checkpoint, cfg.ema)
     z_dim = latent_dim(generator)
@@ -81,7 +78,7 @@ def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> Path:
             names = _folder_names(dataset.class_names) if labels is not None else None
             for i, pixels in enumerate(to_uint8(samples)):
                 suffix = f"_{names[labels[i]]}" if names else ""
-                _save_png(pixels, out / f"{i:06d}{suffix}.png")
+                save_png(pixels, out / f"{i:06d}{suffix}.png")
         else:  # grid, and png for 2-D points: a scatter plot over the real distribution
             out = out or default_dir / f"grid_{stem}.png"
             real = dataset.arrays("train", limit=2000)[0] if points else None
@@ -91,25 +88,6 @@ def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> Path:
     what = f"{count} samples" + (f" of classes {_describe(labels)}" if labels is not None else "")
     print(f"wrote {out}  ({what}, step {step}, {'EMA' if cfg.ema else 'raw'} G)")
     return out
-
-
-def sample_labels(num: int, num_classes: int, labels=None, per_class: int | None = None,
-                  grid: bool = False) -> tuple[np.ndarray, int | None]:
-    """(the class of each sample, grid columns or None) for a class-conditional generator.
-
-    The classes are `labels` if given, else all of 0..K-1. per_class=N: N of each, in class
-    order. Otherwise `num` samples: a grid gets one row per class with ceil(num / classes)
-    columns; other formats cycle through the classes (0, 1, ..., K-1, 0, ...), balanced.
-    A grid without labels/per_class over more classes than `num` (Stacked MNIST's 1,000) also
-    cycles, so it stays a square grid of `num` images.
-    """
-    classes = np.asarray(list(labels) if labels is not None else range(num_classes), np.int64)
-    if per_class:
-        return np.repeat(classes, per_class), per_class if grid else None
-    if grid and (labels is not None or len(classes) <= num):
-        columns = math.ceil(num / len(classes))
-        return np.repeat(classes, columns), columns
-    return np.resize(classes, num), None
 
 
 def write_labelled_dataset(out: Path, images: np.ndarray, labels: np.ndarray,
@@ -125,44 +103,11 @@ def write_labelled_dataset(out: Path, images: np.ndarray, labels: np.ndarray,
     for label in np.unique(labels):
         (out / names[label]).mkdir(parents=True, exist_ok=True)
     for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
-        _save_png(pixels, out / names[label] / f"{i:06d}.png")
-
-
-def latent_dim(generator) -> int:
-    """z's size: the generator's only input, or the first of [z, labels]."""
-    return int(generator.inputs[0].shape[-1])
-
-
-def conditional_models(dataset) -> list[str]:
-    """The shipped model choices whose generator takes labels, found by building each one for
-    this dataset's shape (half a second; only error messages ask)."""
-    from importlib.resources import files
-
-    from omegaconf import OmegaConf
-
-    from ganctl.config import ModelConfig
-    from ganctl.models.common import is_conditional
-    from ganctl.training.components import build_generator
-
-    class Labelled:   # the dataset's shape with classes, so conditional builders accept it
-        image_shape, kind, bounded = dataset.image_shape, dataset.kind, dataset.bounded
-        num_classes = max(int(dataset.num_classes), 10)
-
-    found = []
-    for path in sorted((files("ganctl.conf") / "model").iterdir(), key=lambda p: p.name):
-        if not path.name.endswith(".yaml"):
-            continue
-        try:
-            node = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(str(path)))
-            if is_conditional(build_generator(node, Labelled)):
-                found.append(path.name[:-len(".yaml")])
-        except Exception:  # noqa: BLE001  a model that cannot take this data is not a choice here
-            continue
-    return found
+        save_png(pixels, out / names[label] / f"{i:06d}.png")
 
 
 def _refuse_unconditional(cfg: DictConfig, fmt: str, run_dir: Path, dataset) -> None:
-    from ganctl.evaluation import model_name
+    from ganctl.core.generators import conditional_models, model_name
 
     asked = ", ".join(setting for setting, given in (
         (f"labels={list(cfg.labels or [])}", cfg.labels is not None),
@@ -182,48 +127,9 @@ def _folder_names(class_names: tuple[str, ...]) -> list[str]:
             else str(i) for i, name in enumerate(class_names)]
 
 
-def _save_png(pixels: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path)
-
-
 def _describe(labels: np.ndarray) -> str:
     classes = list(dict.fromkeys(int(c) for c in labels))
     return ", ".join(map(str, classes)) if len(classes) <= 12 else f"0..{max(classes)}"
-
-
-def load_generator(run_dir: Path, checkpoint: int | str | None = None, ema: bool = True):
-    """(generator, dataset, step) restored from a run's checkpoint (a step, "best", or None for
-    the newest); only G is read."""
-    import keras  # noqa: F401  (backend set by the caller)
-
-    from ganctl.training.checkpoints import Checkpoints
-    from ganctl.training.components import build_dataset, build_generator, clone_generator
-
-    cfg = rundir.load_run_config(run_dir)
-    dataset = build_dataset(cfg.dataset)
-    generator = build_generator(cfg.model, dataset)
-    trackables = {"generator": generator}
-    has_ema = cfg.train.get("ema", 0) > 0
-    if ema and has_ema:
-        generator = trackables["ema_generator"] = clone_generator(generator)
-    elif ema:
-        log.info("this run kept no EMA generator (train.ema=0); using the raw generator")
-    checkpoint = rundir.parse_checkpoint(checkpoint)
-    directory = run_dir / rundir.CHECKPOINT_DIR
-    if checkpoint == rundir.BEST_DIR:
-        directory, checkpoint = directory / rundir.BEST_DIR, None
-        if not directory.is_dir():
-            raise UserError(f"run={run_dir} has no best checkpoint ({directory} does not exist): "
-                            "it is kept only when training evaluates, with train.eval_every=N. "
-                            "Leave checkpoint= out for the newest.")
-    checkpoints = Checkpoints(directory, **trackables)
-    step = checkpoints.restore(checkpoint, partial=True)
-    if step is None:
-        raise UserError(f"run={run_dir} has no checkpoint yet in {checkpoints.directory}; train it "
-                        "first (checkpoints are written every train.checkpoint_every steps).")
-    return generator, dataset, step
 
 
 def _latent_walk(generator, rng, z_dim: int, walks: int, frames: int, generate,

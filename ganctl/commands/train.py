@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ganctl.errors import UserError
-from ganctl.training import rundir
+from ganctl import rundir
 from ganctl.validate import check_train_config
 
 # With resume=, these may differ from the saved run: how long to go on, how to report it and how
@@ -30,7 +30,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from ganctl.training.loop import train
 
-    from ganctl.training.distribute import is_chief_process
+    from ganctl.replicas import is_chief_process
 
     # Other workers of a multi-worker run share the chief's run folder but never write to it.
     with _only_writer(run_dir) if is_chief_process() else contextlib.nullcontext():

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import numbers
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ganctl.datasets.base import Dataset, check_limit, check_split, log, shuffled_positions
 from ganctl.errors import UserError
+from ganctl.images import IMAGE_SUFFIXES, find_images
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 ON_BAD_FILE = ("skip", "error")
 # (format, mode) pairs that tf.io.decode_image gets right; the rest (palette or 1-bit BMPs,
 # CMYK JPEGs, a GIF named .png...) are decoded with Pillow instead. None: every mode.
@@ -130,15 +129,12 @@ class ImageFolder(Dataset):
         if self._files is not None:
             return self._files
         root = Path(self.path).expanduser()
-        accepted = "/".join(ext[1:] for ext in EXTENSIONS)
+        accepted = "/".join(ext[1:] for ext in IMAGE_SUFFIXES)
         if not root.is_dir():
             state = "is a file" if root.exists() else "does not exist"
             raise UserError(f"dataset.path={root} {state}; it must be a folder of images "
                             f"({accepted}, any letter case, searched recursively).")
-        candidates = sorted(
-            (Path(folder, name) for folder, _, names in os.walk(root) for name in names
-             if name.lower().endswith(EXTENSIONS)),
-            key=lambda p: p.relative_to(root).as_posix())
+        candidates = find_images(root)
         if not candidates:
             raise UserError(f"dataset.path={root} contains no images: looked for files ending in "
                             f"{accepted} (any letter case) in it and its subfolders.")

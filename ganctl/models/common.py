@@ -3,20 +3,6 @@ from __future__ import annotations
 
 import keras
 
-from ganctl.errors import UserError
-
-
-def check_network(where: str, width: int, depth: int | None = None, dropout: float = 0.0) -> None:
-    """UserError for sizes no network can have; `where` is the config path, e.g. model.generator."""
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise UserError(f"{where}.width={width} is invalid: it must be an integer >= 1 "
-                        "(units per hidden layer for mlp, channels of the outermost conv for dcgan).")
-    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
-        raise UserError(f"{where}.depth={depth} is invalid: it is the number of hidden layers and "
-                        "must be an integer >= 1.")
-    if not 0.0 <= dropout < 1.0:
-        raise UserError(f"{where}.dropout={dropout} is invalid: it is the fraction of units "
-                        "dropped and must be in [0, 1); 0 disables dropout.")
 
 
 def spectral_normalized(layer, enabled: bool = True):
@@ -51,7 +37,7 @@ class Dropout(keras.layers.Dropout):
     def call(self, inputs, training=False):
         import tensorflow as tf
 
-        from ganctl.training.distribute import replica_rows
+        from ganctl.replicas import replica_rows
 
         context = tf.distribute.get_replica_context()
         if not training or self.rate == 0 or context is None or context.num_replicas_in_sync == 1:

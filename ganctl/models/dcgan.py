@@ -8,7 +8,7 @@ import keras
 from keras import layers
 
 from ganctl.errors import UserError
-from ganctl.models.common import Dropout, check_network, output_activation, spectral_normalized
+from ganctl.models.common import Dropout, output_activation, spectral_normalized
 
 # 4x4 kernels divide evenly by the stride of 2, which avoids the checkerboard pattern that
 # uneven overlap of transposed convolutions produces (Odena et al. 2016).
@@ -59,7 +59,6 @@ def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: b
 
 def upsample(code, image_shape, *, bounded: bool, width: int, batch_norm: bool):
     """The generator body: a (B, features) code -> (B, H, W, C) images."""
-    check_network("model.generator", width)
     base_height, base_width, doublings = upsampling_plan(image_shape)
     channels = int(image_shape[-1])
     base_channels = _channels(width, doublings - 1)
@@ -101,7 +100,6 @@ def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64,
 def downsample(images, image_shape, *, width: int, batch_norm: bool, dropout: float,
                spectral_norm: bool):
     """The discriminator body: (B, H, W, C) images -> (B, features), flattened."""
-    check_network("model.discriminator", width, dropout=dropout)
     _, _, doublings = upsampling_plan(image_shape)
     x = images
     for level in range(doublings):

@@ -6,7 +6,7 @@ import math
 import keras
 from keras import layers
 
-from ganctl.models.common import Dropout, check_network, output_activation, spectral_normalized
+from ganctl.models.common import Dropout, output_activation, spectral_normalized
 
 
 def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: bool = True,
@@ -15,7 +15,6 @@ def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: b
 
     Unconditional: num_classes is part of the common builder signature and not used.
     """
-    check_network("model.generator", width, depth)
     image_shape = tuple(int(d) for d in image_shape)
     z = keras.Input(shape=(z_dim,), name="z")
     x = z
@@ -37,7 +36,6 @@ def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64, d
 
     No batch norm: it couples the examples of a batch, which the gradient penalty forbids.
     """
-    check_network("model.discriminator", width, depth, dropout)
     images = keras.Input(shape=tuple(int(d) for d in image_shape), name="images")
     x = layers.Flatten(name="flatten")(images)
     for i in range(depth):

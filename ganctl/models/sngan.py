@@ -11,7 +11,7 @@ import keras
 from keras import layers
 
 from ganctl.errors import UserError
-from ganctl.models.common import check_network, output_activation, spectral_normalized
+from ganctl.models.common import output_activation, spectral_normalized
 
 # Bases from which the data's resolution is reached by doubling: 4 gives 32 (CIFAR-10), 64 and
 # 128; 6 gives 48 (STL-10, the paper's other dataset); 7 gives 28 (MNIST).
@@ -67,7 +67,6 @@ def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: b
 
     Unconditional: num_classes is part of the common builder signature and not used.
     """
-    check_network("model.generator", width)
     base_height, base_width, doublings = resolution_plan(image_shape)
 
     z = keras.Input(shape=(z_dim,), name="z")
@@ -115,7 +114,6 @@ def _discriminator_block(x, channels: int, downsample: bool, first: bool, spectr
 def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 128,
                         spectral_norm: bool = True) -> keras.Model:
     """(H, W, C) images -> ResBlocks down to twice the base -> 2 ResBlocks -> sum -> Dense(1)."""
-    check_network("model.discriminator", width)
     base_height, base_width, doublings = resolution_plan(image_shape)
 
     images = keras.Input(shape=tuple(int(d) for d in image_shape), name="images")

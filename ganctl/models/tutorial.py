@@ -9,7 +9,7 @@ import keras
 from keras import layers
 
 from ganctl.errors import UserError
-from ganctl.models.common import Dropout, check_network, output_activation
+from ganctl.models.common import Dropout, output_activation
 
 KERNEL_SIZE = 5
 
@@ -34,7 +34,6 @@ def build_generator(*, z_dim: int, image_shape, bounded: bool = True,
 
     No biases anywhere (the tutorial's use_bias=False); the batch norm after each layer cancels them.
     """
-    check_network("model.generator", width)
     base_height, base_width = _base_grid(image_shape)
     z = keras.Input(shape=(z_dim,), name="z")
     x = layers.Dense(base_height * base_width * 4 * width, use_bias=False, name="project")(z)
@@ -55,7 +54,6 @@ def build_generator(*, z_dim: int, image_shape, bounded: bool = True,
 
 def build_discriminator(*, image_shape, width: int = 64, dropout: float = 0.3) -> keras.Model:
     """images -> Conv w (stride 2) -> LeakyReLU -> Dropout -> Conv 2w -> ... -> Dense(1) logits."""
-    check_network("model.discriminator", width, dropout=dropout)
     _base_grid(image_shape)
     images = keras.Input(shape=tuple(int(d) for d in image_shape), name="images")
     x = images

@@ -5,7 +5,7 @@ so D cannot memorise a small training set while G still gets gradients through t
 The transforms follow the paper's code for images in [-1, 1]: colour (brightness, saturation,
 contrast), translation by up to 1/8 of the size with zero padding, cutout of a 1/2-size square.
 All randomness comes from one keras SeedGenerator, so runs are seeded and resume exactly, and
-each draw is one device's draw under train.strategy (distribute.replica_rows).
+each draw is one device's draw under train.strategy (replicas.replica_rows).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import tensorflow as tf
 from keras import ops
 
 from ganctl.errors import UserError
-from ganctl.training.distribute import replica_rows
+from ganctl.replicas import replica_rows
 
 
 def _per_example(images, seed_generator, low: float, high: float):

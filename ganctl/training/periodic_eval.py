@@ -5,11 +5,11 @@ import json
 import logging
 from pathlib import Path
 
-import tensorflow as tf
-
-from ganctl.evaluation import LOWER_IS_BETTER, dataset_name, headline, score_generator
+from ganctl.core.checkpoints import Checkpoints
+from ganctl.core.generators import dataset_name
+from ganctl.evaluation import LOWER_IS_BETTER, headline, score_generator
 from ganctl.metrics.features import build_extractor
-from ganctl.training.rundir import BEST_DIR
+from ganctl.rundir import BEST_DIR
 
 log = logging.getLogger("ganctl")
 
@@ -35,8 +35,8 @@ class PeriodicEval:
         self.best_dir = checkpoint_dir / BEST_DIR
         self.best_file = self.best_dir / "best.json"
         self.best = json.loads(self.best_file.read_text()) if self.best_file.is_file() else None
-        self.manager = tf.train.CheckpointManager(tf.train.Checkpoint(**trackables),
-                                                  str(self.best_dir), max_to_keep=1)
+        # The same kill-safe saves as the run's own checkpoints, keeping only the best.
+        self.checkpoints = Checkpoints(self.best_dir, keep=1, **trackables)
 
     def due(self, step: int) -> bool:
         return bool(self.every) and step % self.every == 0
@@ -47,7 +47,7 @@ class PeriodicEval:
         name, value = headline(result)
         lower = name in LOWER_IS_BETTER
         if self.best is None or (value < self.best["value"] if lower else value > self.best["value"]):
-            self.manager.save(checkpoint_number=step)
+            self.checkpoints.save(step)
             self.best = {"metric": name, "value": value, "step": step}
             self.best_file.write_text(json.dumps(self.best) + "\n")
             log.info("eval at step %d: %s %.4g (new best, saved to %s)", step, name, value, self.best_dir)

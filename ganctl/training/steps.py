@@ -1,11 +1,8 @@
 """The compiled training step: D and G updates (alternating or simultaneous), the EMA update,
-and `steps_per_call` iterations per compiled call. Speed options are chosen in TrainConfig; the
-figures behind their defaults come from `make bench` (ganctl/bench.py)."""
+and `steps_per_call` iterations per compiled call, made from the training state. Speed options
+are chosen in TrainConfig; the figures behind their defaults come from `make bench`
+(ganctl/bench.py)."""
 from __future__ import annotations
-
-import contextlib
-import re
-from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -13,10 +10,9 @@ from keras import ops
 
 from ganctl.errors import UserError
 from ganctl.models.common import is_conditional
-from ganctl.training.distribute import per_replica_loss, replica_rows, replica_slice
+from ganctl.replicas import per_replica_loss, replica_rows, replica_slice
+from ganctl.training.augment import make_augment
 
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-UPDATES = ("alternating", "simultaneous")
 VALUES = ("d_loss", "g_loss", "gp", "d_real", "d_fake")  # what a step returns, all float32
 
 
@@ -24,52 +20,7 @@ def has_batch_norm(model: keras.Model) -> bool:
     return any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
 
 
-def cpu_has_bf16() -> bool:
-    """True when the CPU multiplies bfloat16 natively (AVX512_BF16 or AMX), read from Linux's
-    /proc/cpuinfo. Without these, oneDNN emulates bf16 and mixed precision is slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """The Keras dtype policy for train.precision. `auto` picks bf16 only where it was measured
-    faster: a CPU with native bf16 (1.5x on the tutorial DCGAN, with a small FID cost early in
-    training; README "Speed"). GPUs stay float32 under `auto` until measured there."""
-    if precision not in PRECISIONS:
-        raise UserError(f"train.precision={precision} is not one of: {', '.join(PRECISIONS)}.")
-    if precision != "auto":
-        return precision
-    return "mixed_bfloat16" if device == "CPU" and cpu_has_bf16() else "float32"
-
-
-@contextlib.contextmanager
-def dtype_policy(name: str):
-    """Keras' global dtype policy set to `name` inside the block and restored after it."""
-    previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_dtype_policy(previous)
-
-
-def make_optimizer(learning_rate: float, beta_1: float, beta_2: float, precision: str):
-    """Adam; under mixed_float16 wrapped in a dynamic loss scale, which float16's narrow
-    exponent range needs (bfloat16 has float32's range and needs none)."""
-    optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2)
-    if precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimizer, d_optimizer,
-                    seed_generator, z_dim: int, ema_decay: float, step, first_nonfinite_step,
-                    jit_compile: bool = False, update_rule: str = "alternating",
-                    joint_d_call: bool = False, steps_per_call: int = 1, augment=None,
-                    strategy=None):
+def make_train_step(state):
     """A tf.function taking `steps_per_call * d_steps_per_g_step * B` real images and labels.
 
     update_rule="alternating": `d_steps_per_g_step` D-updates, then a G-update with fresh noise
@@ -77,38 +28,36 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
     update_rule="simultaneous": the TF DCGAN tutorial's step: one G forward, D and G losses from
     the same logits, both gradients taken before either network changes. Less work per step (no
     second G and D forward), but a different algorithm, so it is an explicit choice.
-    augment: images -> images applied before every D call (DiffAugment; None: none).
+    train.augment=diffaug: DiffAugment's transforms before every D call.
     A class-conditional pair (two-input G and D, e.g. cdcgan) gets the real batch's labels: G
     draws fakes of the same classes, so D compares real and fake class by class.
 
-    strategy: a tf.distribute strategy whose scope made every variable (None: the default,
-    one device). The function is cross-replica: each replica updates on its rows of the global
-    batch (ganctl/training/distribute.py), then the values are averaged and the step counter,
-    EMA and NaN bookkeeping run once.
+    `state` (ganctl/core/state.py) holds the networks, optimizers, counters and RNG, and the
+    options of the step (`state.train`). The function is cross-replica: each replica updates
+    on its rows of the global batch (ganctl/training/distribute.py), then the values are
+    averaged and the step counter, EMA and NaN bookkeeping run once.
 
     All state lives in variables (step counter, RNG, optimizers), so the function has no Python
     side effects and the loop only syncs with the device when it logs.
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    d_steps = loss.d_steps_per_g_step
-    if update_rule not in UPDATES:
-        raise UserError(f"train.update_rule={update_rule} is not one of: "
-                        f"{', '.join(UPDATES)}.")
-    if update_rule == "simultaneous" and d_steps != 1:
-        raise UserError("train.update_rule=simultaneous updates D and G from the same forward "
-                        f"pass, so it needs loss.d_steps_per_g_step=1 (got {d_steps}); use "
-                        "train.update_rule=alternating with this loss.")
+    t = state.train
+    generator, discriminator, ema_generator = (state.generator, state.discriminator,
+                                               state.ema_generator)
+    g_optimizer, d_optimizer = state.optimizers["generator"], state.optimizers["discriminator"]
+    loss, seed_generator, step = state.loss, state.seed_generator, state.step
+    strategy, d_steps, steps_per_call = state.strategy, state.d_steps, t.steps_per_call
     # Batch norm would mix real and fake statistics; without it one D call on both halves is
     # equivalent (dropout masks are drawn per element either way) and cheaper.
-    joint_d_call = joint_d_call and not has_batch_norm(discriminator)
+    joint_d_call = t.joint_d_call and not has_batch_norm(discriminator)
     conditional = check_conditional_pair(generator, discriminator)
 
     def fakes(labels, training=True):
         z = replica_rows(lambda shape: keras.random.normal(shape, seed=seed_generator),
-                         (ops.shape(labels)[0], z_dim))
+                         (ops.shape(labels)[0], state.z_dim))
         return generator([z, labels] if conditional else z, training=training)
 
-    augment = augment or (lambda images: images)
+    # DiffAugment's transforms, or the identity; their randomness is the state's seed generator.
+    augment = make_augment(t.augment_policy if t.augment == "diffaug" else "none", seed_generator)
 
     def critic(images, labels):
         # DiffAugment: D sees every image, real or fake, in each loss and penalty, through the
@@ -177,15 +126,16 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
 
     def update_ema():
         # Warm-up (TF's num_updates rule) so early samples are not dominated by the random init.
-        t = ops.cast(step, "float32")
-        decay = ops.minimum(ema_decay, (1.0 + t) / (10.0 + t))
+        steps_done = ops.cast(step, "float32")
+        decay = ops.minimum(ema_decay, (1.0 + steps_done) / (10.0 + steps_done))
         for ema_weight, weight in zip(ema_generator.weights, generator.weights):
             if weight.trainable:
                 ema_weight.assign(decay * ema_weight + (1.0 - decay) * weight)
             else:  # batch-norm statistics are copied, not averaged
                 ema_weight.assign(weight)
 
-    update_networks = simultaneous_update if update_rule == "simultaneous" else alternating_update
+    ema_decay = t.ema
+    update_networks = simultaneous_update if t.update_rule == "simultaneous" else alternating_update
 
     def replica_update(real_batch, real_labels):
         """Replica context: this replica's rows, the network updates, its local mean values."""
@@ -210,11 +160,11 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
         step.assign_add(1)
         finite = (tf.math.is_finite(values["d_loss"]) & tf.math.is_finite(values["g_loss"])
                   & tf.math.is_finite(values["gp"]))
-        first_nonfinite_step.assign(tf.where(
-            (first_nonfinite_step < 0) & ~finite, step, first_nonfinite_step))
+        first = state.first_nonfinite_step
+        first.assign(tf.where((first < 0) & ~finite, step, first))
         return values
 
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    @tf.function(jit_compile=t.jit_compile, reduce_retracing=True)
     def train_step(real_batch, real_labels):
         if steps_per_call == 1:
             return one_step(real_batch, real_labels)
@@ -238,20 +188,3 @@ def check_conditional_pair(generator, discriminator) -> bool:
         raise UserError(f"only the {which} is class-conditional: model.generator and "
                         "model.discriminator must both take labels (model=cdcgan) or neither.")
     return conditional
-
-
-def generate(generator, z, labels=None, batch_size: int = 500):
-    """G(z) (or G(z, labels) for a conditional G) in inference mode as float32 numpy, in batches
-    so memory stays bounded."""
-    import numpy as np
-
-    if is_conditional(generator) and labels is None:
-        raise UserError("this generator is class-conditional: it needs a label per sample "
-                        "(e.g. ganctl sample labels=[3,7] or per_class=8).")
-    parts = []
-    for i in range(0, len(z), batch_size):
-        inputs = z[i:i + batch_size]
-        if is_conditional(generator):
-            inputs = [inputs, np.asarray(labels[i:i + batch_size], np.int32)]
-        parts.append(ops.convert_to_numpy(ops.cast(generator(inputs, training=False), "float32")))
-    return np.concatenate(parts, 0)

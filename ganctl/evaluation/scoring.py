@@ -7,14 +7,13 @@ No TensorFlow here: only the extractor passed in uses it.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
 from ganctl.errors import UserError
+from ganctl.evaluation.sets import check_compatible, check_sample_set, is_point_set
 from ganctl.metrics import registry
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # MetricContext settings a caller may pass to evaluate(); the rest evaluate fills in itself.
 METRIC_OPTIONS = ("kid_subsets", "kid_subset_size", "is_splits", "precision_recall_k",
                   "density_coverage_k", "mode_min_share", "cas_epochs")
@@ -102,123 +101,6 @@ def evaluate(fake: np.ndarray, real: np.ndarray | None, metric_names, extractor,
     return result
 
 
-def is_point_set(samples: np.ndarray) -> bool:
-    """2-D float arrays are point sets (ring, grid); everything else is meant to be images."""
-    samples = np.asarray(samples)
-    return samples.ndim == 2 and samples.dtype.kind == "f"
-
-
-def check_sample_set(samples: np.ndarray, which: str) -> np.ndarray:
-    """uint8 NHWC images or float64 points, or a UserError saying what is wrong with `which`."""
-    samples = np.asarray(samples)
-    if len(samples) == 0:
-        raise UserError(f"The {which} set is empty.")
-    if is_point_set(samples):
-        if not np.isfinite(samples).all():
-            raise UserError(f"The {which} points contain NaN or infinite values.")
-        return samples.astype(np.float64, copy=False)
-    if samples.dtype != np.uint8:
-        raise UserError(f"The {which} images have dtype {samples.dtype} and shape {samples.shape}; "
-                        "expected uint8 images (values 0..255) of shape (N, H, W) or (N, H, W, C), "
-                        "or float points of shape (N, 2). Convert images in [-1, 1] with "
-                        "((x + 1) * 127.5).round().clip(0, 255).astype('uint8').")
-    if samples.ndim == 3:
-        samples = samples[..., None]
-    if samples.ndim != 4 or samples.shape[-1] not in (1, 3):
-        raise UserError(f"The {which} images have shape {samples.shape}; expected (N, H, W) or "
-                        "(N, H, W, C) with C = 1 (grayscale) or 3 (RGB).")
-    return samples
-
-
-def check_compatible(fake: np.ndarray, real: np.ndarray) -> None:
-    """Fake and real must be the same kind of sample of the same size (counts may differ)."""
-    if fake.shape[1:] != real.shape[1:] or fake.dtype.kind != real.dtype.kind:
-        def describe(x):
-            return (f"points of dimension {x.shape[1]}" if is_point_set(x)
-                    else "images of size " + "x".join(map(str, x.shape[1:])))
-        raise UserError(f"The fake and real sets do not match: fake are {describe(fake)}, real are "
-                        f"{describe(real)}. Compare samples of the same size and channels (resize "
-                        "one set, e.g. with dataset=folder dataset.resolution=<size>).")
-
-
-def load_image_set(path: str | Path, limit: int | None = None) -> np.ndarray:
-    """An .npz/.npy file or a folder of images as uint8 NHWC (or float64 (N, 2) points).
-
-    .npz: the array 'images' (as `ganctl sample format=npz` writes), else 'points', else the
-    first array. Folders are read recursively (png, jpg, jpeg, webp, bmp) in sorted order; all
-    images must have one size. `limit` reads at most that many samples.
-    """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise UserError(f"{path} does not exist. Give an .npz file (uint8 images under the key "
-                        "'images') or a folder of images.")
-    if path.is_dir():
-        samples = _read_image_folder(path, limit)
-    elif path.suffix in (".npz", ".npy"):
-        samples = _read_array_file(path)[:limit]
-    else:
-        raise UserError(f"{path} is neither an .npz/.npy file nor a folder of images.")
-    return check_sample_set(samples, str(path))
-
-
-def load_labels(path: str | Path, limit: int | None = None) -> np.ndarray | None:
-    """The int labels saved next to an .npz's images under 'labels' (as `ganctl sample` writes
-    for class-conditional runs), or None when there are none."""
-    path = Path(path).expanduser()
-    if path.suffix != ".npz" or not path.is_file():
-        return None
-    with np.load(path, allow_pickle=False) as data:
-        if "labels" not in data or "images" not in data:
-            return None
-        labels = data["labels"][:limit]
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise UserError(f"{path}: 'labels' must be one integer class per image, found "
-                        f"{labels.dtype} of shape {labels.shape}.")
-    return labels.astype(np.int64)
-
-
-def _read_array_file(path: Path) -> np.ndarray:
-    try:
-        if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        with np.load(path, allow_pickle=False) as data:
-            keys = list(data.keys())
-            if not keys:
-                raise UserError(f"{path} holds no arrays.")
-            key = next((k for k in ("images", "points") if k in keys), keys[0])
-            return data[key]
-    except (OSError, ValueError, EOFError) as err:
-        raise UserError(f"{path} cannot be read as a numpy file ({err}).") from err
-
-
-def _read_image_folder(folder: Path, limit: int | None) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
-    if not files:
-        raise UserError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
-    images, first_size = [], None
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                grayscale = image.mode in ("1", "L", "I", "I;16", "F")
-                array = np.asarray(image.convert("L" if grayscale else "RGB"))
-        except (OSError, UnidentifiedImageError) as err:
-            raise UserError(f"{file} cannot be read as an image ({err}).") from err
-        if first_size is None:
-            first_size = (array.shape[:2], files[0])
-        elif array.shape[:2] != first_size[0]:
-            raise UserError(f"Images in {folder} differ in size: {first_size[1]} is "
-                            f"{first_size[0][1]}x{first_size[0][0]} but {file} is "
-                            f"{array.shape[1]}x{array.shape[0]}. Use one size for the whole set.")
-        images.append(array[..., None] if array.ndim == 2 else array)
-    if any(image.shape[-1] == 3 for image in images):
-        # A mostly-RGB folder with a few grayscale files: treat them all as RGB.
-        images = [np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
-                  for image in images]
-    return np.stack(images)
-
-
 # --- Scoring a generator (used by `ganctl eval run=...` and by train.eval_every) ------------------
 
 LOWER_IS_BETTER = {"fid", "kid", "kid_std", "kl", "is_std"}
@@ -240,16 +122,6 @@ def auto_metrics(points: bool, extractor, conditional: bool = False) -> list[str
     return names
 
 
-def dataset_name(dataset_cfg) -> str:
-    """The config choice (mnist, cifar10, ...): YAML stem = module name, ganctl's naming rule."""
-    return str(dataset_cfg["_target_"]).split(".")[2]
-
-
-def model_name(model_cfg) -> str:
-    """The model choice (dcgan, cdcgan, ...) from its generator's target, by the same rule."""
-    return str(model_cfg["generator"]["_target_"]).split(".")[2]
-
-
 def score_generator(generator, dataset, name: str, metric_names, extractor, *, num: int,
                     seed: int = 0, split: str = "train", batch_size: int = 250,
                     cas_epochs: int | None = None, model_name: str = "") -> dict:
@@ -259,19 +131,16 @@ def score_generator(generator, dataset, name: str, metric_names, extractor, *, n
     class gets num/K samples, as a balanced real set has. `model_name` names the run's model in
     the error for cas/class_match on an unconditional generator.
     """
-    from ganctl.commands.sample import latent_dim, sample_labels
+    from ganctl.core.generators import conditional_models, generate, latent_dim, sample_labels
+    from ganctl.images import to_uint8
     from ganctl.metrics.cas import LabelledData
     from ganctl.models.common import is_conditional
-    from ganctl.training.snapshots import to_uint8
-    from ganctl.training.steps import generate
 
     conditional = is_conditional(generator)
     points = dataset.kind == "points"
     names = (auto_metrics(points, extractor, conditional)
              if list(metric_names) in (["auto"], []) else list(metric_names))
     if not conditional and any(registry.METRICS[n].needs_classes for n in names):
-        from ganctl.commands.sample import conditional_models
-
         registry.check_conditional(names, conditional, "this run's model" + (
             f" (model={model_name})" if model_name else "") + " is unconditional: it draws no "
             "classes (class-conditional choices: "

@@ -1,11 +1,28 @@
-"""Image grids and 2-D scatter plots; the same writers serve training snapshots and `sample`."""
+"""Images as ganctl stores them: the file types it reads, [-1, 1] floats to uint8, grids and
+2-D scatter plots (the same writers serve training snapshots and `sample`)."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def find_images(root: Path) -> list[Path]:
+    """Every image file under `root` (any letter case of IMAGE_SUFFIXES), sorted by path."""
+    return sorted((Path(folder, name) for folder, _, names in os.walk(root) for name in names
+                   if name.lower().endswith(IMAGE_SUFFIXES)),
+                  key=lambda p: p.relative_to(root).as_posix())
+
+
+def save_png(pixels: np.ndarray, path: Path) -> None:
+    """One uint8 HWC image (C = 1 or 3) as a PNG file."""
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

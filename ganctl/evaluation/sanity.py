@@ -1,6 +1,6 @@
 """FID/KID/precision/recall between two halves of real data, as one half is blurred or noised.
 
-`python -m ganctl.metrics.sanity [--features classifier|pixels] [--dataset mnist]` prints the
+`python -m ganctl.evaluation.sanity [--features classifier|pixels] [--dataset mnist]` prints the
 markdown table the README shows: a metric users can trust is ~0 for real vs real and rises
 monotonically with the damage.
 """
@@ -28,11 +28,11 @@ def corrupt(images: np.ndarray, kind: str, amount: float, seed: int = 0) -> np.n
 
 def table(dataset_name: str = "mnist", features: str = "classifier", n: int = 5000,
           seed: int = 0) -> list[dict]:
-    from ganctl.commands.evaluate import _dataset_by_name
+    from ganctl.core.components import dataset_by_name
     from ganctl.evaluation import evaluate
     from ganctl.metrics.features import build_extractor
 
-    dataset, name = _dataset_by_name(dataset_name)
+    dataset, name = dataset_by_name(dataset_name)
     images = dataset.arrays("test")[0]
     # Random halves: MNIST's test split orders its two writer pools one after the other.
     order = np.random.default_rng(seed).permutation(len(images))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import keras
 
-from ganctl.config import DatasetConfig, LossConfig, NetworkConfig
+from ganctl.config import DatasetConfig, LossConfig, NetworkConfig, shipped_option
 from ganctl.registry import build, check
 
 GENERATOR_CONTEXT = ("z_dim", "image_shape", "num_classes", "bounded")
@@ -20,6 +20,13 @@ def check_components(cfg) -> None:
 
 def build_dataset(dataset_cfg):
     return build(dataset_cfg, "dataset", DatasetConfig)
+
+
+def dataset_by_name(name: str):
+    """(dataset, name) for a shipped dataset choice such as real=mnist; (None, None) when `name`
+    is not one (a path, say)."""
+    node = None if "." in name else shipped_option("dataset", name)
+    return (None, None) if node is None else (build(node, "real", DatasetConfig), name)
 
 
 def build_generator(model_cfg, dataset) -> keras.Model:

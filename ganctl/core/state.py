@@ -1,0 +1,148 @@
+"""The training state: everything a run trains, averages, counts and checkpoints.
+
+Built in one place from the config, so the training loop, the benchmark, the in-training
+evaluation and the tests cannot drift apart. Networks, their optimizers and their averages are
+kept by name, so a model with two generators and two discriminators (image-to-image
+translation) fits the same object; `generator`/`discriminator` name the usual pair.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from ganctl.core.checkpoints import rng_states
+from ganctl.core.components import (build_discriminator, build_generator, build_loss,
+                                    clone_generator)
+from ganctl.replicas import replicas, synchronize_batch_norm
+
+# Checkpoint names of the usual pair's optimizers, as runs have always saved them; networks
+# added later get "<network>_optimizer".
+OPTIMIZER_NAMES = {"generator": "g_optimizer", "discriminator": "d_optimizer"}
+
+
+@dataclasses.dataclass
+class TrainingState:
+    networks: dict[str, keras.Model]          # trained, by name
+    optimizers: dict[str, keras.optimizers.Optimizer]   # one per trained network
+    averages: dict[str, keras.Model]          # EMA copies, keyed like `networks`
+    loss: object
+    step: tf.Variable                         # generator updates done
+    first_nonfinite_step: tf.Variable         # -1 while every loss has been finite
+    seed_generator: keras.random.SeedGenerator
+    strategy: object                          # the tf.distribute strategy that made the variables
+    precision: str                            # the Keras dtype policy the networks were built with
+    z_dim: int
+    d_steps: int                              # D updates per G update
+    train: object                             # the train config node (options of the step)
+
+    @property
+    def generator(self) -> keras.Model:
+        return self.networks["generator"]
+
+    @property
+    def discriminator(self) -> keras.Model:
+        return self.networks["discriminator"]
+
+    @property
+    def ema_generator(self) -> keras.Model | None:
+        return self.averages.get("generator")
+
+    @property
+    def sampler(self) -> keras.Model:
+        """The generator samples come from: the average when the run keeps one."""
+        return self.ema_generator or self.generator
+
+    @property
+    def images_per_step(self) -> int:
+        """Real examples D sees per G update."""
+        return self.train.batch_size * self.d_steps
+
+    def trackables(self) -> dict:
+        """What a checkpoint holds, under the names every ganctl run has saved them by."""
+        found = dict(self.networks)
+        found.update({OPTIMIZER_NAMES.get(name, f"{name}_optimizer"): optimizer
+                      for name, optimizer in self.optimizers.items()})
+        found.update({f"ema_{name}": average for name, average in self.averages.items()})
+        found.update(step=self.step, rng=self.seed_generator.state.value,
+                     layer_rngs=[s for network in self.networks.values()
+                                 for s in rng_states(network)])
+        return found
+
+    def guarded(self) -> list:
+        """Every checkpointed variable that can go NaN: checked before each save."""
+        return ([w for network in self.networks.values() for w in network.weights]
+                + [v for optimizer in self.optimizers.values() for v in optimizer.variables]
+                + [w for average in self.averages.values() for w in average.weights])
+
+
+def build_training_state(cfg, dataset, strategy=None) -> TrainingState:
+    """G, D, the EMA copy, both optimizers (built, so a restore fills their slots at once and
+    can be checked for a full match), the counters and the RNG, all in the strategy's scope."""
+    t = cfg.train
+    strategy = strategy or tf.distribute.get_strategy()
+    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    precision = resolve_precision(t.precision, device)
+    with strategy.scope(), dtype_policy(precision):  # layers take the policy when built
+        networks = {"generator": build_generator(cfg.model, dataset),
+                    "discriminator": build_discriminator(cfg.model, dataset)}
+        averages = ({"generator": clone_generator(networks["generator"])} if t.ema > 0 else {})
+    if replicas(strategy) > 1:
+        synchronize_batch_norm(*networks.values())
+    betas = {"generator": (t.g_lr, t.g_beta1, t.g_beta2),
+             "discriminator": (t.d_lr, t.d_beta1, t.d_beta2)}
+    with strategy.scope():
+        optimizers = {name: make_optimizer(*betas[name], precision) for name in networks}
+        for name, optimizer in optimizers.items():
+            optimizer.build(networks[name].trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        first_nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        seed_generator = keras.random.SeedGenerator(t.seed)
+    return TrainingState(networks=networks, optimizers=optimizers, averages=averages,
+                         loss=build_loss(cfg.loss), step=step,
+                         first_nonfinite_step=first_nonfinite_step,
+                         seed_generator=seed_generator, strategy=strategy, precision=precision,
+                         z_dim=cfg.model.z_dim, d_steps=cfg.loss.d_steps_per_g_step, train=t)
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU multiplies bfloat16 natively (AVX512_BF16 or AMX), read from Linux's
+    /proc/cpuinfo. Without these, oneDNN emulates bf16 and mixed precision is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """The Keras dtype policy for train.precision. `auto` picks bf16 only where it was measured
+    faster: a CPU with native bf16 (1.5x on the tutorial DCGAN, with a small FID cost early in
+    training; README "Speed"). GPUs stay float32 under `auto` until measured there."""
+    if precision != "auto":
+        return precision
+    return "mixed_bfloat16" if device == "CPU" and cpu_has_bf16() else "float32"
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Keras' global dtype policy set to `name` inside the block and restored after it."""
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def make_optimizer(learning_rate: float, beta_1: float, beta_2: float, precision: str):
+    """Adam; under mixed_float16 wrapped in a dynamic loss scale, which float16's narrow
+    exponent range needs (bfloat16 has float32's range and needs none)."""
+    optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2)
+    if precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
