@@ -8,7 +8,7 @@ from keras import ops
 from ganctl.errors import UserError
 from ganctl.losses.base import Loss
 from ganctl.losses.minimax import check_d_steps
-from ganctl.training.distribute import replica_rows
+from ganctl.replicas import replica_rows
 
 
 def random_interpolation(real_images, fake_images, seed_generator):

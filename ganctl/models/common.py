@@ -51,7 +51,7 @@ class Dropout(keras.layers.Dropout):
     def call(self, inputs, training=False):
         import tensorflow as tf
 
-        from ganctl.training.distribute import replica_rows
+        from ganctl.replicas import replica_rows
 
         context = tf.distribute.get_replica_context()
         if not training or self.rate == 0 or context is None or context.num_replicas_in_sync == 1:

@@ -14,6 +14,9 @@ import logging
 import os
 
 from ganctl.errors import UserError
+# The per-replica arithmetic lives one layer down, where models and losses may import it; it is
+# re-exported here so the training code keeps one place to import strategy helpers from.
+from ganctl.replicas import per_replica_loss, replica_rows, replica_slice, replicas  # noqa: F401
 
 log = logging.getLogger("ganctl")
 STRATEGIES = ("auto", "single", "mirrored", "multi_worker")
@@ -73,10 +76,6 @@ def make_strategy(kind: str):
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-def replicas(strategy) -> int:
-    return int(strategy.num_replicas_in_sync)
-
-
 def check_strategy(strategy, *, batch_size: int, jit_compile: bool) -> None:
     n = replicas(strategy)
     if n > 1 and batch_size % n:
@@ -99,44 +98,3 @@ def synchronize_batch_norm(*models) -> None:
         for layer in model._flatten_layers():
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.synchronized = True
-
-
-def replica_rows(draw, local_shape):
-    """draw(shape) for this replica's rows of a per-example random tensor.
-
-    Replicas share the seed state, so each draws the global shape and keeps its own rows:
-    together they use exactly the numbers one device would (and the seed advances as there).
-    Outside a strategy this is draw(local_shape).
-    """
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    n = context.num_replicas_in_sync if context is not None else 1
-    if n == 1:
-        return draw(tuple(local_shape))
-    rows = local_shape[0]
-    every_row = draw((rows * n, *local_shape[1:]))
-    first = context.replica_id_in_sync_group * rows
-    return every_row[first:first + rows]
-
-
-def replica_slice(global_batch, chunks: int = 1):
-    """This replica's rows of a global batch of `chunks` consecutive chunks (the D steps of one
-    G step): chunk k of replica r is rows [kB + rb, kB + (r+1)b), b = B / N, as on one device."""
-    import tensorflow as tf
-    from keras import ops
-
-    context = tf.distribute.get_replica_context()
-    n = context.num_replicas_in_sync if context is not None else 1
-    if n == 1:
-        return global_batch
-    shape = tuple(global_batch.shape[1:])
-    per_replica = ops.reshape(global_batch, (chunks, n, -1, *shape))
-    return ops.reshape(per_replica[:, context.replica_id_in_sync_group], (-1, *shape))
-
-
-def per_replica_loss(value, strategy):
-    """The optimizer all-reduces gradients with SUM, so each replica's mean loss is divided by N
-    to make the summed gradient the global batch's mean gradient."""
-    n = replicas(strategy)
-    return value / n if n > 1 else value
