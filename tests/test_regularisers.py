@@ -10,11 +10,11 @@ import tensorflow as tf
 from omegaconf import OmegaConf
 
 from ganctl import registry
-from ganctl.config import LossConfig, NetworkConfig
+from ganctl.config import NetworkConfig
 from ganctl.errors import UserError
 from ganctl.models import dcgan, mlp, sngan
 from ganctl.training.augment import make_augment
-from tests.helpers import CONF, linear_critic
+from tests.helpers import CONF, build_loss, linear_critic
 
 LOSS_FILES = sorted((CONF / "loss").glob("*.yaml"))
 
@@ -142,11 +142,6 @@ def test_spectral_norm_option_trains(compose_cfg, data_overrides, tmp_path):
 
 
 # --- R1 penalty -------------------------------------------------------------------------------
-
-def build_loss(path, **overrides):
-    node = OmegaConf.merge(OmegaConf.structured(LossConfig), OmegaConf.load(path), overrides)
-    return registry.build(node, "loss", schema=LossConfig)
-
 
 @pytest.mark.parametrize("path", LOSS_FILES, ids=lambda p: p.stem)
 def test_r1_of_a_linear_critic_adds_to_the_losses_own_penalty(path):
