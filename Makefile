@@ -20,7 +20,7 @@ install: $(STAMP)  ## create .venv and install ganctl (editable) with the dev to
 train: $(STAMP)  ## train on the default config (MNIST, DCGAN, non-saturating loss)
 	$(VENV)/bin/ganctl train
 
-test: $(STAMP)  ## the whole test suite (what CI runs)
+test: $(STAMP) lint  ## ruff, then the whole test suite (what CI runs)
 	$(PY) -m pytest -q -n auto
 
 test-fast: $(STAMP)  ## the suite without the slow end-to-end tests

@@ -1,24 +1,17 @@
 """Fixtures: offline datasets on tiny files the tests write, and configs composed like the CLI."""
 from __future__ import annotations
 
-import gzip
 import os
-import struct
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import TINY, compose, write_idx
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["GANCTL_OFFLINE"] = "1"  # tests never download
-
-
-def write_idx(path, array: np.ndarray) -> None:
-    """An IDX file (gzipped when the name ends in .gz), as LeCun's format describes it."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    data = header + np.ascontiguousarray(array, np.uint8).tobytes()
-    (gzip.open if str(path).endswith(".gz") else open)(path, "wb").write(data)
 
 
 def write_mnist_like(directory, n: int = 64, seed: int = 0) -> None:
@@ -71,27 +64,14 @@ def data_overrides(tmp_path_factory) -> dict[str, list[str]]:
     }
 
 
-TINY = ["model.generator.width=8", "model.discriminator.width=8", "train.batch_size=8",
-        "train.log_every=1", "train.sample_grid=4", "train.progress=false"]
-
-
 @pytest.fixture
 def compose_cfg():
     """compose(overrides) -> the train config exactly as `ganctl train` would build it."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    from ganctl.config import register_configs
     from ganctl.validate import check_train_config
 
-    register_configs()
-
     def _compose(overrides: list[str]):
-        GlobalHydra.instance().clear()
-        with initialize_config_module("ganctl.conf", version_base="1.3"):
-            cfg = compose("train", overrides=[*TINY, *overrides])
+        cfg = compose("train", [*TINY, *overrides])
         check_train_config(cfg)
         return cfg
 
-    yield _compose
-    GlobalHydra.instance().clear()
+    return _compose

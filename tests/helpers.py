@@ -1,18 +1,35 @@
-"""Shared test helpers: run the real `ganctl` script, find the shipped config choices."""
+"""Shared test helpers: run the real `ganctl` script, find the shipped config choices, compose
+configs and build parts from the shipped YAML files the way the CLI does."""
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 CONF = Path(__file__).resolve().parent.parent / "conf"
 GANCTL = [sys.executable, "-m", "ganctl"]
+# Tiny networks and batches, quiet output: what every test that trains adds to its overrides.
+TINY = ["model.generator.width=8", "model.discriminator.width=8", "train.batch_size=8",
+        "train.log_every=1", "train.sample_grid=4", "train.progress=false"]
 
 
 def config_choices(group: str) -> list[str]:
     """Every option of a config group, discovered from the YAML files (so new ones get tested)."""
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """An IDX file (gzipped when the name ends in .gz), as LeCun's format describes it."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I",
+                                                                      *array.shape)
+    data = header + np.ascontiguousarray(array, np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
 
 
 def ganctl(*args: str, cwd, timeout: float = 600, env: dict | None = None):
@@ -32,3 +49,40 @@ def linear_critic(weights):
     model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
     dense.kernel.assign(weights.reshape(-1, 1).astype("float32"))
     return model
+
+
+def compose(command: str, overrides: list[str]):
+    """The config `ganctl <command>` builds from these overrides (not yet checked).
+
+    The one place tests compose: Hydra's global state is cleared before and after, so a test
+    never sees another's initialisation.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ganctl.config import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module("ganctl.conf", version_base="1.3"):
+            return hydra_compose(command, overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def shipped_node(schema: type, yaml_path, *overrides):
+    """A shipped group YAML merged into its schema, as composing that option does: a key the
+    schema lacks fails here, and `overrides` (dicts) are merged on top."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(yaml_path), *overrides)
+
+
+def build_loss(path, **overrides):
+    """Build a loss as `ganctl train` does: the YAML merged into its schema, then built."""
+    from ganctl import registry
+    from ganctl.config import LossConfig
+
+    return registry.build(shipped_node(LossConfig, path, overrides), "loss", schema=LossConfig)

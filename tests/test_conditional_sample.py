@@ -10,28 +10,9 @@ from PIL import Image
 
 from ganctl.core.generators import sample_labels
 from ganctl.errors import UserError
-from tests.helpers import ganctl
+from tests.helpers import TINY, compose, ganctl
 
-TINY = ["model.generator.width=8", "model.discriminator.width=8", "train.batch_size=8",
-        "train.steps=2", "train.sample_grid=4", "train.progress=false"]
 CELL = 28 + 2   # an MNIST image and the grid's padding
-
-
-def compose(command: str, overrides: list[str]):
-    """The config `ganctl <command>` would build from these overrides."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    from ganctl.config import register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module("ganctl.conf", version_base="1.3"):
-            return hydra_compose(command, overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +23,8 @@ def runs(tmp_path_factory, data_overrides):
     runs = {}
     for model in ("cdcgan", "dcgan"):
         runs[model] = tmp_path_factory.mktemp(model)
-        train(compose("train", [*TINY, f"model={model}", *data_overrides["mnist"]]), runs[model])
+        cfg = compose("train", [*TINY, "train.steps=2", f"model={model}", *data_overrides["mnist"]])
+        train(cfg, runs[model])
     return runs
 
 

@@ -7,14 +7,12 @@ import hashlib
 import http.server
 import io
 import logging
-import struct
 import tarfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 from PIL import Image
 
 from ganctl.config import DatasetConfig
@@ -27,8 +25,9 @@ from ganctl.datasets.mixtures import Grid, Ring
 from ganctl.datasets.mnist import MNIST
 from ganctl.errors import UserError
 from ganctl.registry import build
+from tests.helpers import CONF, shipped_node, write_idx
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+CONF_DIR = CONF / "dataset"
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
 
@@ -40,14 +39,6 @@ def no_downloads(monkeypatch, tmp_path):
 
 
 # --- helpers that write real dataset files ----------------------------------------------------
-
-def write_idx(path: Path, array: np.ndarray) -> Path:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I",
-                                                                      *array.shape)
-    data = header + array.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
-    return path
-
 
 def fake_mnist(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Images whose first pixel is their index, so examples can be told apart."""
@@ -197,7 +188,7 @@ def test_construction_reads_nothing(factory, shape, classes, kind):
 
 @pytest.mark.parametrize("yaml_file", sorted(CONF_DIR.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_dataset_yaml_builds(yaml_file, tmp_path):
-    node = OmegaConf.merge(OmegaConf.structured(DatasetConfig), OmegaConf.load(yaml_file))
+    node = shipped_node(DatasetConfig, yaml_file)
     if node.path is None and "folder" in yaml_file.stem:  # the one dataset that needs a path
         node.path = str(tmp_path)
     assert isinstance(build(node, "dataset", DatasetConfig), Dataset)

@@ -197,3 +197,37 @@ def test_build_extractor_choices(cache):
     with pytest.raises(UserError, match="features=inception works on images"):
         build_extractor("inception", points=True)
     assert os.environ["GANCTL_CACHE"] == str(cache)
+
+
+def test_each_dataset_says_which_classifier_it_uses():
+    """The per-dataset knowledge sits on the dataset classes, not in a table of names."""
+    from ganctl.datasets.cifar10 import CIFAR10
+    from ganctl.datasets.fashion_mnist import FashionMNIST
+    from ganctl.datasets.mixtures import Ring
+    from ganctl.datasets.mnist import MNIST
+    from ganctl.datasets.stacked_mnist import StackedMNIST
+
+    assert [d.classifier_key for d in (MNIST(), FashionMNIST(), CIFAR10())] == \
+        ["mnist", "fashion_mnist", "cifar10"]
+    stacked = StackedMNIST(size=8)
+    # Stacked MNIST reads the digit classifier channel by channel: same cache, trained on digits.
+    assert stacked.classifier_key == "mnist" and stacked.classifier_training_set() is stacked.digits
+    assert Ring().classifier_key is None
+    assert features.datasets_with_classifier() == ["cifar10", "fashion_mnist", "mnist",
+                                                   "stacked_mnist"]
+
+
+def test_build_extractor_asks_the_dataset_for_its_classifier(cache):
+    class DoubledBars(Bars):
+        """Stands for a dataset built from another one's images, as Stacked MNIST is."""
+
+        image_shape = (16, 16, 3)
+        classifier_key = "bars"
+
+        def classifier_training_set(self):
+            return Bars()
+
+    extractor = build_extractor("auto", dataset=DoubledBars(), dataset_name="doubled_bars",
+                                classifier_epochs=1)
+    assert isinstance(extractor, ClassifierExtractor)
+    assert extractor.image_shape == (16, 16, 1) and classifier_paths("bars")[0].is_file()

@@ -1,28 +1,18 @@
 """Losses: generic properties for every conf/loss/*.yaml, values from independent numpy formulas."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from omegaconf import OmegaConf
 
-from ganctl import registry
-from ganctl.config import LossConfig
 from ganctl.errors import UserError
 from ganctl.losses.wgan_gp import WassersteinGP, random_interpolation
-from tests.helpers import CONF, linear_critic
+from tests.helpers import CONF, build_loss, linear_critic
 
 LOSS_DIR = CONF / "loss"
 LOSS_FILES = sorted(LOSS_DIR.glob("*.yaml"))
-
-
-def build_loss(path: Path, **overrides):
-    """Build a loss as `ganctl train` does: the YAML merged into its schema, then built."""
-    node = OmegaConf.merge(OmegaConf.structured(LossConfig), OmegaConf.load(path), overrides)
-    return registry.build(node, "loss", schema=LossConfig)
 
 
 def softplus(x):

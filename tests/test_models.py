@@ -8,14 +8,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from omegaconf import OmegaConf
 
 from ganctl import registry
 from ganctl.config import ModelConfig, NetworkConfig
 from ganctl.errors import UserError
 from ganctl.models.common import is_conditional
 from ganctl.models.dcgan import upsampling_plan
-from tests.helpers import CONF
+from tests.helpers import CONF, build_loss, shipped_node
 
 MODEL_FILES = sorted((CONF / "model").glob("*.yaml"))
 POINTS = (2,)
@@ -33,7 +32,7 @@ def inputs(network, x):
 
 def build_networks(path: Path, image_shape, width: int = 8, **overrides):
     """(generator, discriminator) as `ganctl train` builds them: YAML merged into the schema."""
-    node = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path), overrides)
+    node = shipped_node(ModelConfig, path, overrides)
     context = {"image_shape": tuple(image_shape), "num_classes": NUM_CLASSES}
     for network in (node.generator, node.discriminator):
         if "width" in inspect.signature(registry.resolve_target(network._target_, "model")).parameters:
@@ -131,8 +130,7 @@ def test_unused_setting_is_a_user_error(path, override):
     ({"discriminator": {"dropout": 1.5}}, "dropout=1.5"),
 ])
 def test_bad_sizes_are_user_errors(override, match):
-    node = OmegaConf.merge(OmegaConf.structured(ModelConfig),
-                           OmegaConf.load(CONF / "model" / "dcgan.yaml"), override)
+    node = shipped_node(ModelConfig, CONF / "model" / "dcgan.yaml", override)
     with pytest.raises(UserError, match=match):
         for name in ("generator", "discriminator"):
             registry.build(node[name], f"model.{name}", schema=NetworkConfig, z_dim=Z_DIM,
@@ -147,7 +145,7 @@ def test_one_training_step_changes_both_networks(path):
     keras.utils.set_random_seed(0)
     image_shape = first_supported_shape(path)
     generator, discriminator = build_networks(path, image_shape)
-    loss = registry.build(OmegaConf.load(CONF / "loss" / "lsgan.yaml"), "loss")
+    loss = build_loss(CONF / "loss" / "lsgan.yaml")
     real_images = keras.random.uniform((BATCH, *image_shape), -1.0, 1.0, seed=1)
     z = keras.random.normal((BATCH, Z_DIM), seed=2)
 

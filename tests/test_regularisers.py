@@ -10,11 +10,11 @@ import tensorflow as tf
 from omegaconf import OmegaConf
 
 from ganctl import registry
-from ganctl.config import LossConfig, NetworkConfig
+from ganctl.config import NetworkConfig
 from ganctl.errors import UserError
 from ganctl.models import dcgan, mlp, sngan
 from ganctl.training.augment import make_augment
-from tests.helpers import CONF, linear_critic
+from tests.helpers import CONF, build_loss, linear_critic
 
 LOSS_FILES = sorted((CONF / "loss").glob("*.yaml"))
 
@@ -142,11 +142,6 @@ def test_spectral_norm_option_trains(compose_cfg, data_overrides, tmp_path):
 
 
 # --- R1 penalty -------------------------------------------------------------------------------
-
-def build_loss(path, **overrides):
-    node = OmegaConf.merge(OmegaConf.structured(LossConfig), OmegaConf.load(path), overrides)
-    return registry.build(node, "loss", schema=LossConfig)
-
 
 @pytest.mark.parametrize("path", LOSS_FILES, ids=lambda p: p.stem)
 def test_r1_of_a_linear_critic_adds_to_the_losses_own_penalty(path):
@@ -283,14 +278,6 @@ def test_augment_settings_are_checked_at_compose(compose_cfg):
     assert make_augment(cfg.train.augment_policy, keras.random.SeedGenerator(0))(IMAGES).shape == IMAGES.shape
 
 
-def _step_has_augment_hook() -> bool:
-    from ganctl.training import loop, steps
-
-    return ("augment" in inspect.signature(steps.make_train_step).parameters
-            and "make_augment" in inspect.getsource(loop))
-
-
-@pytest.mark.skipif(not _step_has_augment_hook(), reason="DiffAugment hook not yet in steps.py")
 def test_diffaug_run_differs_from_a_plain_one(compose_cfg, data_overrides, tmp_path):
     import json
 

@@ -16,15 +16,14 @@ from omegaconf import OmegaConf
 from ganctl import registry
 from ganctl.config import ModelConfig, NetworkConfig
 from ganctl.errors import UserError
-from tests.helpers import CONF, ganctl
+from tests.helpers import CONF, ganctl, shipped_node
 
 DATA = ["dataset=mnist", "dataset.limit=256"]
 
 
 def tutorial_networks(image_shape=(28, 28, 1), **overrides):
     """G and D from conf/model/tutorial_dcgan.yaml, built as `ganctl train` builds them."""
-    node = OmegaConf.merge(OmegaConf.structured(ModelConfig),
-                           OmegaConf.load(CONF / "model" / "tutorial_dcgan.yaml"), overrides)
+    node = shipped_node(ModelConfig, CONF / "model" / "tutorial_dcgan.yaml", overrides)
     generator = registry.build(node.generator, "model.generator", NetworkConfig, z_dim=node.z_dim,
                                image_shape=image_shape, num_classes=0, bounded=True)
     discriminator = registry.build(node.discriminator, "model.discriminator", NetworkConfig,

@@ -25,7 +25,8 @@ class Dataset(abc.ABC):
 
     Subclasses set `image_shape` (H, W, C for images; (2,) for points), `num_classes`
     (0 when unlabelled), `kind` ("image" or "points") and, once loaded, `source` (a short
-    description of the files actually used; it is recorded in the run's config.yaml).
+    description of the files actually used; it is recorded in the run's config.yaml). A labelled
+    image dataset sets `classifier_key` to get a feature classifier of its own.
     A subclass that leaves out `arrays` or `tf_dataset` cannot be instantiated.
     """
 
@@ -33,6 +34,14 @@ class Dataset(abc.ABC):
     num_classes: int = 0
     kind: str = "image"
     source: str = ""
+    # The cache name of ganctl's feature classifier for this dataset (metrics/features/
+    # classifier.py); None: no classifier, so features=auto uses Inception.
+    classifier_key: str | None = None
+
+    def classifier_training_set(self) -> Dataset:
+        """The labelled dataset the feature classifier learns: this one, unless a subclass
+        builds its images from another dataset's (Stacked MNIST from MNIST's digits)."""
+        return self
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ class CIFAR10(FileDataset):
 
     image_shape = (32, 32, 3)
     num_classes = 10
+    classifier_key = "cifar10"
     class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
 

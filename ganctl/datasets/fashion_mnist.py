@@ -21,6 +21,7 @@ class FashionMNIST(FileDataset):
 
     image_shape = (28, 28, 1)
     num_classes = 10
+    classifier_key = "fashion_mnist"
     class_names = ("t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
                    "sneaker", "bag", "ankle_boot")
 

@@ -23,6 +23,7 @@ class MNIST(FileDataset):
 
     image_shape = (28, 28, 1)
     num_classes = 10
+    classifier_key = "mnist"
 
     def _read(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if self.path is not None:

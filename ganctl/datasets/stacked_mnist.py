@@ -20,6 +20,8 @@ class StackedMNIST(ArrayDataset):
 
     image_shape = (28, 28, 3)
     num_classes = 1000
+    # The digit classifier, read channel by channel: one cache file serves MNIST and this.
+    classifier_key = MNIST.classifier_key
 
     def __init__(self, path: str | None = None, size: int = 60000, limit: int | None = None):
         if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
@@ -28,6 +30,10 @@ class StackedMNIST(ArrayDataset):
         self.digits = MNIST(path=path)
         self.size = int(size)
         self.limit = limit
+
+    def classifier_training_set(self) -> MNIST:
+        """The MNIST digits: the classifier learns single digits and reads each channel alone."""
+        return self.digits
 
     def _read(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         splits = {"train": self._stack("train", seed=0), "test": self._stack("test", seed=1)}

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import abc
 
-from ganctl.errors import UserError
-
 
 class Loss(abc.ABC):
     """Pure functions of the discriminator's raw outputs (logits / critic values).
@@ -14,16 +12,18 @@ class Loss(abc.ABC):
     penalty(discriminator, real_images, fake_images, seed_generator) -> scalar: the loss's own
         penalty (own_penalty; WGAN-GP's gradient penalty) plus the R1 penalty of any loss.
     probability(logits) -> what is logged as D(x): sigmoid for the BCE losses, identity otherwise.
+
+    The constructor takes the arguments every loss takes, so a subclass needs no __init__
+    unless it adds a knob (WGAN-GP's gp_weight). Its signature is what a loss YAML may set:
+    registry.build refuses a key the class does not take, and checks the values against
+    LossConfig's rules before calling it.
     """
 
     uses_sigmoid = False
+    gp_weight = 0.0     # only WGAN-GP has a gradient penalty; read by the tests of every loss
 
-    def __init__(self, d_steps_per_g_step: int = 1, gp_weight: float = 0.0, r1_weight: float = 0.0):
-        if isinstance(r1_weight, bool) or not isinstance(r1_weight, (int, float)) or not r1_weight >= 0:
-            raise UserError(f"loss.r1_weight={r1_weight} is invalid: the R1 penalty weight (gamma) "
-                            "must be a number >= 0 (Mescheder et al. 2018 use 10; 0 disables it).")
+    def __init__(self, d_steps_per_g_step: int = 1, r1_weight: float = 0.0):
         self.d_steps_per_g_step = d_steps_per_g_step
-        self.gp_weight = gp_weight
         self.r1_weight = float(r1_weight)
 
     @abc.abstractmethod
@@ -49,20 +49,31 @@ class Loss(abc.ABC):
         return ops.sigmoid(logits) if self.uses_sigmoid else logits
 
 
+def input_gradients(discriminator, images):
+    """grad_x D(x) for each example of a float32 batch, flattened to (N, features).
+
+    The one gradient both penalties take: R1 at real images, WGAN-GP at interpolates.
+    """
+    import tensorflow as tf
+    from keras import ops
+
+    images = ops.cast(images, "float32")
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        # Summing is safe: each example's output depends only on that example (no batch norm:
+        # validate.py refuses it with either penalty, and WGAN-GP forbids it anyway).
+        outputs = ops.sum(ops.cast(discriminator(images, training=True), "float32"))
+    gradients = tape.gradient(outputs, images)
+    return ops.reshape(gradients, (ops.shape(gradients)[0], -1))
+
+
 def r1_penalty(discriminator, real_images, r1_weight: float):
     """R1 (Mescheder et al. 2018): r1_weight / 2 * E ||grad_x D(x)||^2 on real images only.
 
     A zero-centred penalty on the data: Mescheder et al. show it makes GAN training locally
     convergent, which unregularised and WGAN-GP training are not in general.
     """
-    import tensorflow as tf
     from keras import ops
 
-    real_images = ops.cast(real_images, "float32")
-    with tf.GradientTape() as tape:
-        tape.watch(real_images)
-        # Summing is safe: each example's output depends only on that example (no batch norm).
-        logits = ops.sum(ops.cast(discriminator(real_images, training=True), "float32"))
-    gradients = tape.gradient(logits, real_images)
-    gradients = ops.reshape(gradients, (ops.shape(gradients)[0], -1))
+    gradients = input_gradients(discriminator, real_images)
     return 0.5 * r1_weight * ops.mean(ops.sum(ops.square(gradients), axis=1))

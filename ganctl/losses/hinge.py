@@ -4,14 +4,10 @@ from __future__ import annotations
 from keras import ops
 
 from ganctl.losses.base import Loss
-from ganctl.losses.minimax import check_d_steps
 
 
 class Hinge(Loss):
     """D pushes real outputs above +1 and fake ones below -1; G raises D's output on fakes."""
-
-    def __init__(self, d_steps_per_g_step: int = 1, r1_weight: float = 0.0):
-        super().__init__(d_steps_per_g_step=check_d_steps(d_steps_per_g_step), r1_weight=r1_weight)
 
     def discriminator_loss(self, real_logits, fake_logits):
         real_logits = ops.cast(real_logits, "float32")
