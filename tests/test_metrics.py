@@ -6,6 +6,7 @@ Expected values are computed in the tests (closed forms or direct formulas), nev
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -151,6 +152,32 @@ def test_kid_is_seeded():
     real, fake = r.normal(size=(300, 4)), r.normal(size=(300, 4))
     assert kid.kid(real, fake, 5, 100, seed=3) == kid.kid(real, fake, 5, 100, seed=3)
     assert kid.kid(real, fake, 5, 100, seed=3) != kid.kid(real, fake, 5, 100, seed=4)
+
+
+# ------------------------------------------------------------------------------ non-finite input
+
+
+FEATURE_METRICS = {
+    "FID": lambda real, fake: fid.fid(real, fake),
+    "KID": lambda real, fake: kid.kid(real, fake, num_subsets=3, subset_size=50),
+    "Precision/recall": precision_recall.precision_recall,
+    "Density/coverage": precision_recall.density_coverage,
+}
+
+
+@pytest.mark.parametrize("metric", FEATURE_METRICS)
+@pytest.mark.parametrize("which", ["real", "fake"])
+def test_non_finite_features_are_refused_naming_the_set_and_row_count(metric, which):
+    r = rng(25)
+    sets = {"real": r.normal(size=(120, 4)), "fake": r.normal(size=(100, 4))}
+    sets[which][[7, 30]] = np.nan
+    sets[which][30, 1] = np.inf      # a row with both counts once
+    sets[which][55, 3] = -np.inf
+    total = len(sets[which])
+    with pytest.raises(UserError, match=rf"^{re.escape(metric)} cannot be computed: 3 of the "
+                                        rf"{total} {which} feature rows hold NaN or Inf "
+                                        r"\(first at row 7\)"):
+        FEATURE_METRICS[metric](sets["real"], sets["fake"])
 
 
 # ----------------------------------------------------------------------------------------- IS

@@ -11,6 +11,7 @@ import numpy as np
 import scipy.linalg
 
 from ganctl.errors import UserError
+from ganctl.metrics import checks
 
 # sqrtm is accepted when ||X @ X - A||_F / ||A||_F is below this; above it the product is treated
 # as (numerically) singular and retried with an eps * I offset, as in pytorch-fid / TTUR.
@@ -109,17 +110,10 @@ def check_enough_samples(n: int, dim: int, which: str, extractor: str = "") -> N
 
 def fid(real_features: np.ndarray, fake_features: np.ndarray, extractor: str = "") -> float:
     """FID between two feature sets (rows are samples)."""
-    real_features, fake_features = _as_2d(real_features), _as_2d(fake_features)
-    if real_features.shape[1] != fake_features.shape[1]:
-        raise ValueError(f"fid: feature dims differ: {real_features.shape[1]} real vs "
-                         f"{fake_features.shape[1]} fake")
+    real_features, fake_features = checks.feature_pair(real_features, fake_features, "FID")
     check_enough_samples(len(real_features), real_features.shape[1], "real", extractor)
     check_enough_samples(len(fake_features), fake_features.shape[1], "fake", extractor)
     mu_real, sigma_real = mean_and_covariance(real_features)
     mu_fake, sigma_fake = mean_and_covariance(fake_features)
     return frechet_distance(mu_real, sigma_real, mu_fake, sigma_fake)
 
-
-def _as_2d(features: np.ndarray) -> np.ndarray:
-    features = np.asarray(features)
-    return features.reshape(len(features), -1)

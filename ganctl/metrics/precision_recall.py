@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ganctl.errors import UserError
+from ganctl.metrics import checks
 
 # Bytes for one block of float64 distances; the arithmetic around it holds a few such blocks.
 BLOCK_BYTES = 64 * 2**20
@@ -59,7 +60,7 @@ def knn_radii(points: np.ndarray, k: int, block_rows: int | None = None) -> np.n
 def precision_recall(real_features: np.ndarray, fake_features: np.ndarray, k: int = 3,
                      block_rows: int | None = None) -> tuple[float, float]:
     """Precision: share of fakes inside the real manifold; recall: of reals inside the fake one."""
-    real, fake = _as_2d(real_features), _as_2d(fake_features)
+    real, fake = checks.feature_pair(real_features, fake_features, "Precision/recall")
     precision = _share_inside(fake, real, knn_radii(real, k, block_rows), block_rows)
     recall = _share_inside(real, fake, knn_radii(fake, k, block_rows), block_rows)
     return precision, recall
@@ -70,7 +71,7 @@ def density_coverage(real_features: np.ndarray, fake_features: np.ndarray, k: in
     """Density: real balls containing each fake, / k, averaged (about 1 for matching sets, can
     exceed 1). Coverage: share of real balls containing at least one fake. Only real radii are
     used, which makes both robust to fake outliers (Naeem et al. 2020)."""
-    real, fake = _as_2d(real_features), _as_2d(fake_features)
+    real, fake = checks.feature_pair(real_features, fake_features, "Density/coverage")
     real_radii = knn_radii(real, k, block_rows)
     balls_containing = 0
     for _, distances in squared_distance_blocks(fake, real, block_rows):
