@@ -217,10 +217,10 @@ def test_density_and_coverage_on_identical_same_distribution_and_disjoint_sets()
     k = 5
     r = rng(14)
     real, other = r.normal(size=(1500, 4)), r.normal(size=(1500, 4))
-    # Identical sets: each real ball holds its own centre plus exactly k neighbours.
-    density, coverage = precision_recall.density_coverage(real, real, k)
-    assert coverage == 1.0
-    assert density == pytest.approx((k + 1) / k)
+    # Identical sets: each real ball holds its own centre and k - 1 neighbours inside; the k-th
+    # lies on the boundary, which is outside (Naeem et al.'s code, prdc), so density is exactly 1.
+    for copies in (real, real.copy()):
+        assert precision_recall.density_coverage(real, copies, k) == (1.0, 1.0)
     # Independent samples: density about 1, coverage about 1 - 1/2^k (Naeem et al. 2020).
     density, coverage = precision_recall.density_coverage(real, other, k)
     assert density == pytest.approx(1.0, abs=0.1)
@@ -229,15 +229,16 @@ def test_density_and_coverage_on_identical_same_distribution_and_disjoint_sets()
 
 
 def brute_force_prdc(real, fake, k_pr, k_dc):
-    """The four metrics from full distance matrices (the unblocked reference)."""
+    """The four metrics from full distance matrices (the unblocked reference); the boundary is
+    inside for precision/recall and outside for density/coverage, as in each paper's code."""
     real_real, fake_fake, real_fake = cdist(real, real), cdist(fake, fake), cdist(real, fake)
     radii_real_pr = np.sort(real_real, axis=1)[:, k_pr]
     radii_fake_pr = np.sort(fake_fake, axis=1)[:, k_pr]
     radii_real_dc = np.sort(real_real, axis=1)[:, k_dc]
     precision = (real_fake <= radii_real_pr[:, None]).any(axis=0).mean()
     recall = (real_fake <= radii_fake_pr[None, :]).any(axis=1).mean()
-    density = (real_fake <= radii_real_dc[:, None]).sum() / (k_dc * len(fake))
-    coverage = (real_fake.min(axis=1) <= radii_real_dc).mean()
+    density = (real_fake < radii_real_dc[:, None]).sum() / (k_dc * len(fake))
+    coverage = (real_fake.min(axis=1) < radii_real_dc).mean()
     return precision, recall, density, coverage, radii_real_pr
 
 
@@ -256,6 +257,17 @@ def test_blocked_distances_give_the_unblocked_results(block_rows):
     blocks = list(precision_recall.squared_distance_blocks(real, fake, block_rows))
     np.testing.assert_allclose(np.vstack([d for _, d in blocks]), cdist(real, fake) ** 2,
                                rtol=1e-9, atol=1e-9)
+
+
+def test_a_point_on_a_ball_boundary_is_inside_for_precision_and_outside_for_density():
+    # 1-D points with exact distances and k=1: real 0's ball reaches real 1 (radius 1); the fake
+    # at -1 lies exactly on that boundary and outside every other ball.
+    real = np.array([[0.0], [1.0], [3.0], [7.0]])
+    fake = np.array([[-1.0], [20.0]])
+    precision, _ = precision_recall.precision_recall(real, fake, k=1)
+    density, coverage = precision_recall.density_coverage(real, fake, k=1)
+    assert precision == 0.5                      # <=, Kynkaanniemi et al.
+    assert density == 0.0 and coverage == 0.0    # <, Naeem et al.
 
 
 def test_block_size_follows_the_memory_budget():

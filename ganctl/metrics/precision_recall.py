@@ -4,7 +4,9 @@ al. 2020).
 Each sample's manifold is a ball reaching its k-th nearest neighbour in its own set. Distances are
 computed in row blocks against the whole other set, so memory is block_rows x n floats: with
 50,000 samples per set the 50,000 x 50,000 matrix never exists. A point on a ball's boundary
-counts as inside (<=), as in both papers' definitions.
+counts as inside for precision and recall (<=, Kynkaanniemi et al.'s code) and outside for
+density and coverage (<, Naeem et al.'s code, published as prdc), so fakes that are exact copies
+of the reals have density 1.
 """
 from __future__ import annotations
 
@@ -70,22 +72,23 @@ def density_coverage(real_features: np.ndarray, fake_features: np.ndarray, k: in
                      block_rows: int | None = None) -> tuple[float, float]:
     """Density: real balls containing each fake, / k, averaged (about 1 for matching sets, can
     exceed 1). Coverage: share of real balls containing at least one fake. Only real radii are
-    used, which makes both robust to fake outliers (Naeem et al. 2020)."""
+    used, which makes both robust to fake outliers (Naeem et al. 2020). A point on a ball's
+    boundary is outside (<), as in the authors' code (prdc)."""
     real, fake = checks.feature_pair(real_features, fake_features, "Density/coverage")
     real_radii = knn_radii(real, k, block_rows)
     balls_containing = 0
     for _, distances in squared_distance_blocks(fake, real, block_rows):
-        balls_containing += int((distances <= real_radii[None, :]).sum())
+        balls_containing += int((distances < real_radii[None, :]).sum())
     density = balls_containing / (k * len(fake))
     covered = 0
     for rows, distances in squared_distance_blocks(real, fake, block_rows):
-        covered += int((distances.min(axis=1) <= real_radii[rows]).sum())
+        covered += int((distances.min(axis=1) < real_radii[rows]).sum())
     return float(density), covered / len(real)
 
 
 def _share_inside(queries: np.ndarray, centres: np.ndarray, radii: np.ndarray,
                   block_rows: int | None) -> float:
-    """Share of queries within radius of at least one centre."""
+    """Share of queries within radius (boundary included) of at least one centre."""
     inside = 0
     for _, distances in squared_distance_blocks(queries, centres, block_rows):
         inside += int((distances <= radii[None, :]).any(axis=1).sum())
