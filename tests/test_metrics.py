@@ -255,7 +255,7 @@ def test_blocked_distances_give_the_unblocked_results(block_rows):
     np.testing.assert_allclose(np.sqrt(precision_recall.knn_radii(real, 3, block_rows)), radii,
                                rtol=1e-9)
     blocks = list(precision_recall.squared_distance_blocks(real, fake, block_rows))
-    np.testing.assert_allclose(np.vstack([d for _, d in blocks]), cdist(real, fake) ** 2,
+    np.testing.assert_allclose(np.vstack([b.squared for b in blocks]), cdist(real, fake) ** 2,
                                rtol=1e-9, atol=1e-9)
 
 
@@ -268,6 +268,37 @@ def test_a_point_on_a_ball_boundary_is_inside_for_precision_and_outside_for_dens
     density, coverage = precision_recall.density_coverage(real, fake, k=1)
     assert precision == 0.5                      # <=, Kynkaanniemi et al.
     assert density == 0.0 and coverage == 0.0    # <, Naeem et al.
+
+
+@pytest.mark.parametrize("offset", [1e6, 1e8])
+def test_a_large_offset_changes_no_manifold_metric(offset):
+    """Features far from the origin (every value + offset) keep every comparison that exact
+    distances make: the shortcut alone flips some at 1e6."""
+    r = rng(23)
+    real = r.normal(size=(500, 8))
+    fake = 1.2 * r.normal(size=(400, 8)) + 0.3
+    shifted_real, shifted_fake = real + offset, fake + offset
+    exact = brute_force_prdc(shifted_real, shifted_fake, 3, 5)[:4]
+    assert exact == brute_force_prdc(real, fake, 3, 5)[:4]
+    got = (precision_recall.precision_recall(shifted_real, shifted_fake, 3)
+           + precision_recall.density_coverage(shifted_real, shifted_fake, 5))
+    assert got == exact
+    np.testing.assert_allclose(precision_recall.knn_radii(shifted_real, 3),
+                               brute_force_prdc(shifted_real, shifted_fake, 3, 5)[4] ** 2,
+                               rtol=1e-9)
+
+
+def test_exact_copies_and_ties_are_decided_on_exact_distances():
+    # Half the fakes copy reals, so many real-fake distances equal a real radius exactly; the
+    # blocked shortcut must make the same decisions as full exact distance matrices.
+    r = rng(24)
+    real = r.normal(size=(300, 6)) + 50.0
+    fake = np.vstack([real[::2], r.normal(size=(150, 6)) + 50.0])
+    exact = brute_force_prdc(real, fake, 3, 5)[:4]
+    for block_rows in (1, 13, None):
+        got = (precision_recall.precision_recall(real, fake, 3, block_rows)
+               + precision_recall.density_coverage(real, fake, 5, block_rows))
+        assert got == exact
 
 
 def test_block_size_follows_the_memory_budget():
