@@ -85,17 +85,65 @@ def test_fid_of_a_set_with_itself_is_zero():
 
 
 def test_fid_survives_a_singular_covariance_product():
-    # A constant feature (a dead ReLU unit) makes both covariances singular.
+    # A constant feature (a dead ReLU unit) makes both covariances singular; it adds exactly 0,
+    # with no eps * I offset to shift the other terms.
     r = rng(6)
     real, fake = r.normal(size=(3000, 5)), 1.5 * r.normal(size=(3000, 5)) + 0.2
     padded_real, padded_fake = (np.hstack([x, np.zeros((len(x), 1))]) for x in (real, fake))
-    assert fid.fid(padded_real, padded_fake) == pytest.approx(fid.fid(real, fake), rel=1e-4)
-    # Zero covariances (constant sets): sqrtm of the zero product takes the eps * I offset path,
-    # and the distance reduces to |mu1 - mu2|^2.
+    assert fid.fid(padded_real, padded_fake) == pytest.approx(fid.fid(real, fake), rel=1e-10)
+    # Zero covariances (constant sets): the distance reduces to |mu1 - mu2|^2.
     zero = np.zeros((3, 3))
     mu1, mu2 = np.array([1.0, 2.0, 3.0]), np.array([0.0, 2.0, 5.0])
-    assert fid._sqrtm_checked(zero) is None
-    assert fid.frechet_distance(mu1, zero, mu2, zero) == pytest.approx(5.0, abs=1e-4)
+    assert fid.frechet_distance(mu1, zero, mu2, zero) == pytest.approx(5.0, rel=1e-12)
+
+
+def trace_sqrt_by_cholesky(sigma1, sigma2):
+    """Tr sqrt(sigma1 sigma2) as the sum of singular values of L2^T L1 (sigma = L L^T).
+
+    (L2^T L1)^T (L2^T L1) = L1^T sigma2 L1 is similar to sigma1 sigma2, and Cholesky factors are
+    as accurate as the scaling allows: an independent route to the same number.
+    """
+    lower1, lower2 = np.linalg.cholesky(sigma1), np.linalg.cholesky(sigma2)
+    return np.linalg.svd(lower2.T @ lower1, compute_uv=False).sum()
+
+
+def badly_scaled_features(seed=30, n=5000, dim=32):
+    """Gaussian features whose column scales run from 1e-4 to 1e4, fakes shifted and wider."""
+    r = rng(seed)
+    scales = np.logspace(-4, 4, dim)
+    return r.normal(size=(n, dim)) * scales, (1.1 * r.normal(size=(n, dim)) + 0.1) * scales
+
+
+def test_fid_of_badly_scaled_features_is_computed_not_refused():
+    real, fake = badly_scaled_features()
+    mu1, sigma1 = real.mean(0), np.cov(real, rowvar=False)
+    mu2, sigma2 = fake.mean(0), np.cov(fake, rowvar=False)
+    outer = np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2)
+    by_cholesky = outer - 2 * trace_sqrt_by_cholesky(sigma1, sigma2)
+    # torchmetrics' _compute_fid: real parts of the complex sqrt of eigvals(sigma1 @ sigma2).
+    # (torch-fidelity's numpy version takes a real sqrt, which is NaN here: round-off makes one
+    # eigenvalue slightly negative.)
+    eigenvalues = np.linalg.eigvals(sigma1 @ sigma2).astype(complex)
+    by_eigvals = outer - 2 * np.sum(np.sqrt(eigenvalues).real)
+    # pytorch-fid's calculate_frechet_distance with its tiny imaginary part dropped.
+    by_sqrtm = outer - 2 * np.trace(scipy.linalg.sqrtm(sigma1 @ sigma2)).real
+    assert fid.frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(by_cholesky, rel=1e-11)
+    assert fid.fid(real, fake) == pytest.approx(by_cholesky, rel=1e-11)
+    assert fid.fid(real, fake) == pytest.approx(by_eigvals, rel=1e-6)
+    assert fid.fid(real, fake) == pytest.approx(by_sqrtm, rel=1e-6)
+
+
+def test_frechet_distance_names_a_matrix_that_is_no_covariance():
+    # The one input on which the Frechet distance is not defined from these statistics: the
+    # error says which matrix and why, not "use more samples".
+    mu = np.zeros(3)
+    covariance = np.diag([1.0, 2.0, 3.0])
+    indefinite = np.diag([1.0, -0.5, 3.0])
+    with pytest.raises(ValueError, match=r"sigma2 is not positive semi-definite.*-0\.5"):
+        fid.frechet_distance(mu, covariance, mu, indefinite)
+    asymmetric = covariance + np.triu(np.ones((3, 3)), 1)
+    with pytest.raises(ValueError, match=r"sigma1 is not symmetric"):
+        fid.frechet_distance(mu, asymmetric, mu, covariance)
 
 
 def test_fid_with_fewer_samples_than_dimensions_is_a_clear_error():
