@@ -252,6 +252,38 @@ def test_inception_score_matches_its_definition():
     assert inception_score.inception_score(probs, splits=1)[0] == pytest.approx(expected, rel=1e-10)
 
 
+def test_inception_score_parts_follow_floor_of_i_n_over_splits():
+    # N=5003 does not divide by 10: part i is rows floor(i N / 10) .. floor((i + 1) N / 10) in
+    # Salimans et al.'s code and torch-fidelity (its sizes are 500 and 501 in a different order
+    # from np.array_split's).
+    n, splits = 5003, 10
+    probs = rng(26).dirichlet(np.ones(10) * 0.3, size=n)
+    scores = []
+    for i in range(splits):
+        part = probs[i * n // splits:(i + 1) * n // splits]
+        marginal = part.mean(0)
+        scores.append(np.exp(np.mean(np.sum(part * (np.log(part) - np.log(marginal)), axis=1))))
+    mean, std = inception_score.inception_score(probs, splits)
+    assert mean == pytest.approx(np.mean(scores), rel=1e-12)
+    assert std == pytest.approx(np.std(scores), rel=1e-10)
+
+
+def test_inception_score_refuses_rows_that_are_not_probabilities():
+    probs = rng(27).dirichlet(np.ones(5), size=200)
+    with pytest.raises(UserError, match=r"200 of the 200 rows do not sum to 1.*from 2 to 2"):
+        inception_score.inception_score(2 * probs)
+    logits = np.log(probs)
+    with pytest.raises(UserError, match=r"200 of the 200 rows hold negative values.*logits"):
+        inception_score.inception_score(logits)
+    broken = probs.copy()
+    broken[3, 0] = np.nan
+    with pytest.raises(UserError, match=r"1 of the 200 fake probability rows hold NaN or Inf"):
+        inception_score.inception_score(broken)
+    # float32 softmax rounding is accepted
+    assert inception_score.inception_score(probs.astype(np.float32))[0] == pytest.approx(
+        inception_score.inception_score(probs)[0], rel=1e-5)
+
+
 # --------------------------------------------------------------- precision/recall, density/coverage
 
 
