@@ -120,12 +120,12 @@ def test_fid_of_badly_scaled_features_is_computed_not_refused():
     mu2, sigma2 = fake.mean(0), np.cov(fake, rowvar=False)
     outer = np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2)
     by_cholesky = outer - 2 * trace_sqrt_by_cholesky(sigma1, sigma2)
-    # torchmetrics' _compute_fid: real parts of the complex sqrt of eigvals(sigma1 @ sigma2).
-    # (torch-fidelity's numpy version takes a real sqrt, which is NaN here: round-off makes one
-    # eigenvalue slightly negative.)
+    # torch-fidelity 0.4.0's fid_statistics_to_metric (and torchmetrics): real parts of the
+    # complex sqrt of eigvals(sigma1 @ sigma2); round-off makes one eigenvalue slightly negative.
     eigenvalues = np.linalg.eigvals(sigma1 @ sigma2).astype(complex)
     by_eigvals = outer - 2 * np.sum(np.sqrt(eigenvalues).real)
-    # pytorch-fid's calculate_frechet_distance with its tiny imaginary part dropped.
+    # scipy's sqrtm of the product as in pytorch-fid, its imaginary part dropped (pytorch-fid
+    # itself refuses these features: "Imaginary component 0.139").
     by_sqrtm = outer - 2 * np.trace(scipy.linalg.sqrtm(sigma1 @ sigma2)).real
     assert fid.frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(by_cholesky, rel=1e-11)
     assert fid.fid(real, fake) == pytest.approx(by_cholesky, rel=1e-11)
