@@ -53,25 +53,32 @@ class DistanceBlock:
     def within(self, radii: np.ndarray, strict: bool) -> np.ndarray:
         """Boolean (rows, columns): squared distance < radii (strict) or <= radii (broadcast)."""
         radii = np.broadcast_to(radii, self.squared.shape)
-        compare = np.less if strict else np.less_equal
-        inside = compare(self.squared, radii)
-        i, j = np.nonzero(np.abs(self.squared - radii) <= self.error)
-        if len(i):
-            inside[i, j] = compare(self.exact(i, j), radii[i, j])
+        gap = self.squared - radii          # a - b < 0 exactly when a < b, in IEEE arithmetic
+        inside = gap < 0.0 if strict else gap <= 0.0
+        np.abs(gap, out=gap)
+        near = gap <= self.error
+        if near.any():      # rarely: ties and copies; any() is far cheaper than nonzero()
+            i, j = np.nonzero(near)
+            exact = self.exact(i, j)
+            inside[i, j] = exact < radii[i, j] if strict else exact <= radii[i, j]
         return inside
 
     def kth_smallest(self, k: int) -> np.ndarray:
         """The exact k-th smallest squared distance of each row (k=0 is the smallest).
 
         The shortcut's k-th value is within `error` of the exact one, so entries more than twice
-        the error away from it are on the right side of it either way; the rest are recomputed.
+        the error below it are surely among the smaller ones; the exact k-th value is found among
+        the entries within twice the error, which are recomputed (usually just the one).
         """
         approximate = np.partition(self.squared, k, axis=1)[:, k:k + 1]
-        i, j = np.nonzero(np.abs(self.squared - approximate) <= 2.0 * self.error)
-        refined = self.squared.copy()
-        refined[i, j] = self.exact(i, j)
-        return np.partition(refined, k, axis=1)[:, k]
-
+        gap = self.squared - approximate
+        surely_below = (gap < -2.0 * self.error).sum(axis=1)
+        np.abs(gap, out=gap)
+        i, j = np.nonzero(gap <= 2.0 * self.error)      # row-major: grouped by row i
+        exact = self.exact(i, j)
+        order = np.lexsort((exact, i))                  # by row, then by exact distance
+        group_starts = np.searchsorted(i[order], np.arange(len(self.squared)))
+        return exact[order][group_starts + k - surely_below]
 
 def squared_distance_blocks(rows: np.ndarray, columns: np.ndarray, block_rows: int | None = None,
                             same_set: bool = False) -> Iterator[DistanceBlock]:
