@@ -30,12 +30,13 @@ def finite_rows(array: np.ndarray, which: str, metric: str, what: str = "feature
     array = array.reshape(len(array), -1)
     bad = non_finite_rows(array)
     if len(bad):
+        likely = ("a generator that diverged (score an earlier checkpoint)" if which == "fake"
+                  else "images that hold NaN")
         raise UserError(
             f"{metric} cannot be computed: {len(bad)} of the {len(array)} {which} {what} rows "
             f"hold NaN or Inf (first at row {bad[0]}), and only finite values are accepted. "
-            "Non-finite features usually mean a generator that diverged (score an earlier "
-            "checkpoint) or images that hold NaN; check the "
-            f"{which} set and the feature extractor.")
+            f"Non-finite values usually mean {likely} or a broken feature extractor; check the "
+            f"{which} set.")
     return array
 
 
