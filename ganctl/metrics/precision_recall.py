@@ -80,6 +80,7 @@ class DistanceBlock:
         group_starts = np.searchsorted(i[order], np.arange(len(self.squared)))
         return exact[order][group_starts + k - surely_below]
 
+
 def squared_distance_blocks(rows: np.ndarray, columns: np.ndarray, block_rows: int | None = None,
                             same_set: bool = False) -> Iterator[DistanceBlock]:
     """Yield a DistanceBlock of squared Euclidean distances for each block of rows.
