@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast bench killtest lint clean
+.PHONY: help install train test test-fast parity bench killtest lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,10 @@ test: $(STAMP) lint  ## ruff, then the whole test suite (what CI runs)
 
 test-fast: $(STAMP)  ## the suite without the slow end-to-end tests
 	$(PY) -m pytest -q -n auto -m "not slow"
+
+parity: $(STAMP)  ## metrics vs prdc, pytorch-fid, clean-fid, torch-fidelity (their numpy code; no torch)
+	$(PY) -m pip install -q --no-deps -r tests/parity-requirements.txt
+	$(PY) -m pytest -q -p no:xdist -rs tests/test_parity.py
 
 bench: $(STAMP)  ## speed and memory figures as JSON lines (ratios measured side by side)
 	$(PY) -m ganctl.bench

@@ -6,6 +6,7 @@ Expected values are computed in the tests (closed forms or direct formulas), nev
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -84,17 +85,65 @@ def test_fid_of_a_set_with_itself_is_zero():
 
 
 def test_fid_survives_a_singular_covariance_product():
-    # A constant feature (a dead ReLU unit) makes both covariances singular.
+    # A constant feature (a dead ReLU unit) makes both covariances singular; it adds exactly 0,
+    # with no eps * I offset to shift the other terms.
     r = rng(6)
     real, fake = r.normal(size=(3000, 5)), 1.5 * r.normal(size=(3000, 5)) + 0.2
     padded_real, padded_fake = (np.hstack([x, np.zeros((len(x), 1))]) for x in (real, fake))
-    assert fid.fid(padded_real, padded_fake) == pytest.approx(fid.fid(real, fake), rel=1e-4)
-    # Zero covariances (constant sets): sqrtm of the zero product takes the eps * I offset path,
-    # and the distance reduces to |mu1 - mu2|^2.
+    assert fid.fid(padded_real, padded_fake) == pytest.approx(fid.fid(real, fake), rel=1e-10)
+    # Zero covariances (constant sets): the distance reduces to |mu1 - mu2|^2.
     zero = np.zeros((3, 3))
     mu1, mu2 = np.array([1.0, 2.0, 3.0]), np.array([0.0, 2.0, 5.0])
-    assert fid._sqrtm_checked(zero) is None
-    assert fid.frechet_distance(mu1, zero, mu2, zero) == pytest.approx(5.0, abs=1e-4)
+    assert fid.frechet_distance(mu1, zero, mu2, zero) == pytest.approx(5.0, rel=1e-12)
+
+
+def trace_sqrt_by_cholesky(sigma1, sigma2):
+    """Tr sqrt(sigma1 sigma2) as the sum of singular values of L2^T L1 (sigma = L L^T).
+
+    (L2^T L1)^T (L2^T L1) = L1^T sigma2 L1 is similar to sigma1 sigma2, and Cholesky factors are
+    as accurate as the scaling allows: an independent route to the same number.
+    """
+    lower1, lower2 = np.linalg.cholesky(sigma1), np.linalg.cholesky(sigma2)
+    return np.linalg.svd(lower2.T @ lower1, compute_uv=False).sum()
+
+
+def badly_scaled_features(seed=30, n=5000, dim=32):
+    """Gaussian features whose column scales run from 1e-4 to 1e4, fakes shifted and wider."""
+    r = rng(seed)
+    scales = np.logspace(-4, 4, dim)
+    return r.normal(size=(n, dim)) * scales, (1.1 * r.normal(size=(n, dim)) + 0.1) * scales
+
+
+def test_fid_of_badly_scaled_features_is_computed_not_refused():
+    real, fake = badly_scaled_features()
+    mu1, sigma1 = real.mean(0), np.cov(real, rowvar=False)
+    mu2, sigma2 = fake.mean(0), np.cov(fake, rowvar=False)
+    outer = np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2)
+    by_cholesky = outer - 2 * trace_sqrt_by_cholesky(sigma1, sigma2)
+    # torch-fidelity 0.4.0's fid_statistics_to_metric (and torchmetrics): real parts of the
+    # complex sqrt of eigvals(sigma1 @ sigma2); round-off makes one eigenvalue slightly negative.
+    eigenvalues = np.linalg.eigvals(sigma1 @ sigma2).astype(complex)
+    by_eigvals = outer - 2 * np.sum(np.sqrt(eigenvalues).real)
+    # scipy's sqrtm of the product as in pytorch-fid, its imaginary part dropped (pytorch-fid
+    # itself refuses these features: "Imaginary component 0.139").
+    by_sqrtm = outer - 2 * np.trace(scipy.linalg.sqrtm(sigma1 @ sigma2)).real
+    assert fid.frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(by_cholesky, rel=1e-11)
+    assert fid.fid(real, fake) == pytest.approx(by_cholesky, rel=1e-11)
+    assert fid.fid(real, fake) == pytest.approx(by_eigvals, rel=1e-6)
+    assert fid.fid(real, fake) == pytest.approx(by_sqrtm, rel=1e-6)
+
+
+def test_frechet_distance_names_a_matrix_that_is_no_covariance():
+    # The one input on which the Frechet distance is not defined from these statistics: the
+    # error says which matrix and why, not "use more samples".
+    mu = np.zeros(3)
+    covariance = np.diag([1.0, 2.0, 3.0])
+    indefinite = np.diag([1.0, -0.5, 3.0])
+    with pytest.raises(ValueError, match=r"sigma2 is not positive semi-definite.*-0\.5"):
+        fid.frechet_distance(mu, covariance, mu, indefinite)
+    asymmetric = covariance + np.triu(np.ones((3, 3)), 1)
+    with pytest.raises(ValueError, match=r"sigma1 is not symmetric"):
+        fid.frechet_distance(mu, asymmetric, mu, covariance)
 
 
 def test_fid_with_fewer_samples_than_dimensions_is_a_clear_error():
@@ -153,6 +202,32 @@ def test_kid_is_seeded():
     assert kid.kid(real, fake, 5, 100, seed=3) != kid.kid(real, fake, 5, 100, seed=4)
 
 
+# ------------------------------------------------------------------------------ non-finite input
+
+
+FEATURE_METRICS = {
+    "FID": lambda real, fake: fid.fid(real, fake),
+    "KID": lambda real, fake: kid.kid(real, fake, num_subsets=3, subset_size=50),
+    "Precision/recall": precision_recall.precision_recall,
+    "Density/coverage": precision_recall.density_coverage,
+}
+
+
+@pytest.mark.parametrize("metric", FEATURE_METRICS)
+@pytest.mark.parametrize("which", ["real", "fake"])
+def test_non_finite_features_are_refused_naming_the_set_and_row_count(metric, which):
+    r = rng(25)
+    sets = {"real": r.normal(size=(120, 4)), "fake": r.normal(size=(100, 4))}
+    sets[which][[7, 30]] = np.nan
+    sets[which][30, 1] = np.inf      # a row with both counts once
+    sets[which][55, 3] = -np.inf
+    total = len(sets[which])
+    with pytest.raises(UserError, match=rf"^{re.escape(metric)} cannot be computed: 3 of the "
+                                        rf"{total} {which} feature rows hold NaN or Inf "
+                                        r"\(first at row 7\)"):
+        FEATURE_METRICS[metric](sets["real"], sets["fake"])
+
+
 # ----------------------------------------------------------------------------------------- IS
 
 
@@ -177,6 +252,38 @@ def test_inception_score_matches_its_definition():
     assert inception_score.inception_score(probs, splits=1)[0] == pytest.approx(expected, rel=1e-10)
 
 
+def test_inception_score_parts_follow_floor_of_i_n_over_splits():
+    # N=5003 does not divide by 10: part i is rows floor(i N / 10) .. floor((i + 1) N / 10) in
+    # Salimans et al.'s code and torch-fidelity (its sizes are 500 and 501 in a different order
+    # from np.array_split's).
+    n, splits = 5003, 10
+    probs = rng(26).dirichlet(np.ones(10) * 0.3, size=n)
+    scores = []
+    for i in range(splits):
+        part = probs[i * n // splits:(i + 1) * n // splits]
+        marginal = part.mean(0)
+        scores.append(np.exp(np.mean(np.sum(part * (np.log(part) - np.log(marginal)), axis=1))))
+    mean, std = inception_score.inception_score(probs, splits)
+    assert mean == pytest.approx(np.mean(scores), rel=1e-12)
+    assert std == pytest.approx(np.std(scores), rel=1e-10)
+
+
+def test_inception_score_refuses_rows_that_are_not_probabilities():
+    probs = rng(27).dirichlet(np.ones(5), size=200)
+    with pytest.raises(UserError, match=r"200 of the 200 rows do not sum to 1.*from 2 to 2"):
+        inception_score.inception_score(2 * probs)
+    logits = np.log(probs)
+    with pytest.raises(UserError, match=r"200 of the 200 rows hold negative values.*logits"):
+        inception_score.inception_score(logits)
+    broken = probs.copy()
+    broken[3, 0] = np.nan
+    with pytest.raises(UserError, match=r"1 of the 200 fake probability rows hold NaN or Inf"):
+        inception_score.inception_score(broken)
+    # float32 softmax rounding is accepted
+    assert inception_score.inception_score(probs.astype(np.float32))[0] == pytest.approx(
+        inception_score.inception_score(probs)[0], rel=1e-5)
+
+
 # --------------------------------------------------------------- precision/recall, density/coverage
 
 
@@ -190,10 +297,10 @@ def test_density_and_coverage_on_identical_same_distribution_and_disjoint_sets()
     k = 5
     r = rng(14)
     real, other = r.normal(size=(1500, 4)), r.normal(size=(1500, 4))
-    # Identical sets: each real ball holds its own centre plus exactly k neighbours.
-    density, coverage = precision_recall.density_coverage(real, real, k)
-    assert coverage == 1.0
-    assert density == pytest.approx((k + 1) / k)
+    # Identical sets: each real ball holds its own centre and k - 1 neighbours inside; the k-th
+    # lies on the boundary, which is outside (Naeem et al.'s code, prdc), so density is exactly 1.
+    for copies in (real, real.copy()):
+        assert precision_recall.density_coverage(real, copies, k) == (1.0, 1.0)
     # Independent samples: density about 1, coverage about 1 - 1/2^k (Naeem et al. 2020).
     density, coverage = precision_recall.density_coverage(real, other, k)
     assert density == pytest.approx(1.0, abs=0.1)
@@ -202,15 +309,16 @@ def test_density_and_coverage_on_identical_same_distribution_and_disjoint_sets()
 
 
 def brute_force_prdc(real, fake, k_pr, k_dc):
-    """The four metrics from full distance matrices (the unblocked reference)."""
+    """The four metrics from full distance matrices (the unblocked reference); the boundary is
+    inside for precision/recall and outside for density/coverage, as in each paper's code."""
     real_real, fake_fake, real_fake = cdist(real, real), cdist(fake, fake), cdist(real, fake)
     radii_real_pr = np.sort(real_real, axis=1)[:, k_pr]
     radii_fake_pr = np.sort(fake_fake, axis=1)[:, k_pr]
     radii_real_dc = np.sort(real_real, axis=1)[:, k_dc]
     precision = (real_fake <= radii_real_pr[:, None]).any(axis=0).mean()
     recall = (real_fake <= radii_fake_pr[None, :]).any(axis=1).mean()
-    density = (real_fake <= radii_real_dc[:, None]).sum() / (k_dc * len(fake))
-    coverage = (real_fake.min(axis=1) <= radii_real_dc).mean()
+    density = (real_fake < radii_real_dc[:, None]).sum() / (k_dc * len(fake))
+    coverage = (real_fake.min(axis=1) < radii_real_dc).mean()
     return precision, recall, density, coverage, radii_real_pr
 
 
@@ -227,8 +335,50 @@ def test_blocked_distances_give_the_unblocked_results(block_rows):
     np.testing.assert_allclose(np.sqrt(precision_recall.knn_radii(real, 3, block_rows)), radii,
                                rtol=1e-9)
     blocks = list(precision_recall.squared_distance_blocks(real, fake, block_rows))
-    np.testing.assert_allclose(np.vstack([d for _, d in blocks]), cdist(real, fake) ** 2,
+    np.testing.assert_allclose(np.vstack([b.squared for b in blocks]), cdist(real, fake) ** 2,
                                rtol=1e-9, atol=1e-9)
+
+
+def test_a_point_on_a_ball_boundary_is_inside_for_precision_and_outside_for_density():
+    # 1-D points with exact distances and k=1: real 0's ball reaches real 1 (radius 1); the fake
+    # at -1 lies exactly on that boundary and outside every other ball.
+    real = np.array([[0.0], [1.0], [3.0], [7.0]])
+    fake = np.array([[-1.0], [20.0]])
+    precision, _ = precision_recall.precision_recall(real, fake, k=1)
+    density, coverage = precision_recall.density_coverage(real, fake, k=1)
+    assert precision == 0.5                      # <=, Kynkaanniemi et al.
+    assert density == 0.0 and coverage == 0.0    # <, Naeem et al.
+
+
+@pytest.mark.parametrize("offset", [1e6, 1e8])
+def test_a_large_offset_changes_no_manifold_metric(offset):
+    """Features far from the origin (every value + offset) keep every comparison that exact
+    distances make: the shortcut alone flips some at 1e6."""
+    r = rng(23)
+    real = r.normal(size=(500, 8))
+    fake = 1.2 * r.normal(size=(400, 8)) + 0.3
+    shifted_real, shifted_fake = real + offset, fake + offset
+    exact = brute_force_prdc(shifted_real, shifted_fake, 3, 5)[:4]
+    assert exact == brute_force_prdc(real, fake, 3, 5)[:4]
+    got = (precision_recall.precision_recall(shifted_real, shifted_fake, 3)
+           + precision_recall.density_coverage(shifted_real, shifted_fake, 5))
+    assert got == exact
+    np.testing.assert_allclose(precision_recall.knn_radii(shifted_real, 3),
+                               brute_force_prdc(shifted_real, shifted_fake, 3, 5)[4] ** 2,
+                               rtol=1e-9)
+
+
+def test_exact_copies_and_ties_are_decided_on_exact_distances():
+    # Half the fakes copy reals, so many real-fake distances equal a real radius exactly; the
+    # blocked shortcut must make the same decisions as full exact distance matrices.
+    r = rng(24)
+    real = r.normal(size=(300, 6)) + 50.0
+    fake = np.vstack([real[::2], r.normal(size=(150, 6)) + 50.0])
+    exact = brute_force_prdc(real, fake, 3, 5)[:4]
+    for block_rows in (1, 13, None):
+        got = (precision_recall.precision_recall(real, fake, 3, block_rows)
+               + precision_recall.density_coverage(real, fake, 5, block_rows))
+        assert got == exact
 
 
 def test_block_size_follows_the_memory_budget():

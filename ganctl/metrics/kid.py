@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ganctl.errors import UserError
+from ganctl.metrics import checks
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -36,8 +37,7 @@ def kid(real_features: np.ndarray, fake_features: np.ndarray, num_subsets: int =
 
     Each subset is drawn without replacement from each set, so memory is subset_size^2, not n^2.
     """
-    real_features = np.asarray(real_features).reshape(len(real_features), -1)
-    fake_features = np.asarray(fake_features).reshape(len(fake_features), -1)
+    real_features, fake_features = checks.feature_pair(real_features, fake_features, "KID")
     size = min(subset_size, len(real_features), len(fake_features))
     if size < 2:
         raise UserError(f"KID needs at least 2 samples per set, got {len(real_features)} real "
