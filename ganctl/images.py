@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ganctl.errors import UserError
+
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -23,6 +25,23 @@ def find_images(root: Path) -> list[Path]:
 def save_png(pixels: np.ndarray, path: Path) -> None:
     """One uint8 HWC image (C = 1 or 3) as a PNG file."""
     Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path)
+
+
+def check_images(batch: np.ndarray, where: str = "images", points_too: bool = False) -> np.ndarray:
+    """A uint8 NHWC batch (NHW gets a channel axis), or a UserError naming what was wrong.
+    points_too: the caller also takes float 2-D points, so the message offers them."""
+    if batch.dtype != np.uint8:
+        points = ", or float points of shape (N, 2)" if points_too else ""
+        raise UserError(f"{where} have dtype {batch.dtype} and shape {batch.shape}; expected uint8 "
+                        f"images (values 0..255) of shape (N, H, W) or (N, H, W, C){points}. "
+                        "Convert images in [-1, 1] with "
+                        "((x + 1) * 127.5).round().clip(0, 255).astype('uint8').")
+    if batch.ndim == 3:
+        batch = batch[..., None]
+    if batch.ndim != 4 or batch.shape[-1] not in (1, 3):
+        raise UserError(f"{where} have shape {batch.shape}; expected (N, H, W) or (N, H, W, C) "
+                        "with C = 1 (grayscale) or 3 (RGB).")
+    return batch
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

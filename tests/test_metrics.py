@@ -16,7 +16,8 @@ from scipy.spatial.distance import cdist
 from ganctl.errors import UserError
 from ganctl.evaluation import evaluate, load_image_set
 from ganctl.metrics import fid, inception_score, kid, modes, precision_recall, registry
-from ganctl.metrics.features import PixelExtractor, to_uint8
+from ganctl.images import to_uint8
+from ganctl.metrics.features import PixelExtractor
 
 
 def rng(seed=0):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ganctl.errors import UserError
-from ganctl.images import IMAGE_SUFFIXES, find_images
+from ganctl.images import IMAGE_SUFFIXES, check_images, find_images
 
 
 def is_point_set(samples: np.ndarray) -> bool:
@@ -27,17 +27,7 @@ def check_sample_set(samples: np.ndarray, which: str) -> np.ndarray:
         if not np.isfinite(samples).all():
             raise UserError(f"The {which} points contain NaN or infinite values.")
         return samples.astype(np.float64, copy=False)
-    if samples.dtype != np.uint8:
-        raise UserError(f"The {which} images have dtype {samples.dtype} and shape {samples.shape}; "
-                        "expected uint8 images (values 0..255) of shape (N, H, W) or (N, H, W, C), "
-                        "or float points of shape (N, 2). Convert images in [-1, 1] with "
-                        "((x + 1) * 127.5).round().clip(0, 255).astype('uint8').")
-    if samples.ndim == 3:
-        samples = samples[..., None]
-    if samples.ndim != 4 or samples.shape[-1] not in (1, 3):
-        raise UserError(f"The {which} images have shape {samples.shape}; expected (N, H, W) or "
-                        "(N, H, W, C) with C = 1 (grayscale) or 3 (RGB).")
-    return samples
+    return check_images(samples, f"The {which} images", points_too=True)
 
 
 def check_compatible(fake: np.ndarray, real: np.ndarray) -> None:

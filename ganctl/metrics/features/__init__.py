@@ -12,10 +12,8 @@ from ganctl.errors import UserError
 from ganctl.metrics.features.base import (
     Extracted,
     FeatureExtractor,
-    check_images,
     inference_function,
     iter_batches,
-    to_uint8,
 )
 from ganctl.metrics.features.classifier import (
     CLASSIFIER_ARCHITECTURE,
@@ -43,9 +41,9 @@ __all__ = [
     "CLASSIFIER_ARCHITECTURE", "EXTRACTORS", "INCEPTION_NOTOP_FILE", "INCEPTION_NOTOP_MD5",
     "INCEPTION_ORIGIN", "INCEPTION_SIZE", "INCEPTION_TOP_FILE", "ClassifierExtractor", "Extracted",
     "FeatureExtractor", "InceptionExtractor", "PixelExtractor", "build_classifier",
-    "build_extractor", "cache_dir", "check_images", "classifier_accuracy", "classifier_paths",
+    "build_extractor", "cache_dir", "classifier_accuracy", "classifier_paths",
     "datasets_with_classifier", "fit_classifier", "inference_function", "iter_batches",
-    "load_or_train_classifier", "resolve_inception_weights", "to_uint8",
+    "load_or_train_classifier", "resolve_inception_weights",
 ]
 
 EXTRACTORS = ("auto", "classifier", "inception", "pixels")

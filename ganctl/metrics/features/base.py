@@ -1,7 +1,7 @@
 """What every feature extractor shares: the Extracted result, batching, input checks, the base class.
 
 Input convention: uint8 images, NHWC, values 0..255 (what datasets' `arrays()` and image files
-give; use `to_uint8` for generator output in [-1, 1]). 2-D points (float, (N, 2)) go only to
+give; use `ganctl.images.to_uint8` for generator output in [-1, 1]). 2-D points (float, (N, 2)) go only to
 `pixels`, which passes them through. Input is an array or an iterable of array batches, and is
 processed one batch at a time, so memory stays bounded by the features themselves.
 """
@@ -27,11 +27,6 @@ class Extracted:
     num_labels: int = 0
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Generator output in [-1, 1] -> uint8 0..255, rounded the way image files are written."""
-    return np.clip(np.rint((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def iter_batches(images: np.ndarray | Iterable[np.ndarray],
                  batch_size: int) -> Iterator[np.ndarray]:
     """Batches of at most batch_size from an array or from an iterable of arrays."""
@@ -40,20 +35,6 @@ def iter_batches(images: np.ndarray | Iterable[np.ndarray],
         chunk = np.asarray(chunk)
         for start in range(0, len(chunk), batch_size):
             yield chunk[start:start + batch_size]
-
-
-def check_images(batch: np.ndarray, where: str = "images") -> np.ndarray:
-    """A uint8 NHWC batch (NHW gets a channel axis), or a UserError naming what was wrong."""
-    if batch.dtype != np.uint8:
-        raise UserError(f"{where} have dtype {batch.dtype}, but feature extraction takes uint8 "
-                        "images with values 0..255. Convert images in [-1, 1] with "
-                        "((x + 1) * 127.5).round().clip(0, 255).astype('uint8').")
-    if batch.ndim == 3:
-        batch = batch[..., None]
-    if batch.ndim != 4 or batch.shape[-1] not in (1, 3):
-        raise UserError(f"{where} have shape {batch.shape}; expected (N, H, W) or (N, H, W, C) "
-                        "with C = 1 (grayscale) or 3 (RGB).")
-    return batch
 
 
 def _progress(batches: Iterator, total: int | None, progress: bool, what: str):

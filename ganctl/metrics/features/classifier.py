@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ganctl.errors import UserError
-from ganctl.metrics.features.base import Extracted, FeatureExtractor, check_images, inference_function
+from ganctl.images import check_images
+from ganctl.metrics.features.base import Extracted, FeatureExtractor, inference_function
 
 log = logging.getLogger("ganctl.metrics")
 

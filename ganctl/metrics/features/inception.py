@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ganctl.errors import UserError
-from ganctl.metrics.features.base import FeatureExtractor, check_images, inference_function
+from ganctl.images import check_images
+from ganctl.metrics.features.base import FeatureExtractor, inference_function
 
 INCEPTION_TOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"
 INCEPTION_NOTOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"

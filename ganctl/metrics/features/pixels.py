@@ -5,7 +5,8 @@ import math
 
 import numpy as np
 
-from ganctl.metrics.features.base import FeatureExtractor, check_images
+from ganctl.images import check_images
+from ganctl.metrics.features.base import FeatureExtractor
 
 
 class PixelExtractor(FeatureExtractor):
