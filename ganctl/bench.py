@@ -138,17 +138,14 @@ def ganctl_step(dataset_name: str, overrides: list[str], preset: list[str] = PRE
     """(step function, images per call, the resolved precision) for the preset + overrides,
     built by the same function as the training loop's."""
     import keras
-    from hydra import compose, initialize_config_module
 
-    from ganctl.config import register_configs
+    from ganctl.config import compose
     from ganctl.core.components import build_dataset
     from ganctl.core.state import build_training_state
     from ganctl.training.steps import make_train_step
     from ganctl.validate import check_train_config
 
-    register_configs()
-    with initialize_config_module("ganctl.conf", version_base="1.3"):
-        cfg = compose("train", overrides=[*preset, f"dataset={dataset_name}", *overrides])
+    cfg = compose("train", [*preset, f"dataset={dataset_name}", *overrides])
     check_train_config(cfg)
     keras.utils.set_random_seed(cfg.train.seed)
     state = build_training_state(cfg, build_dataset(cfg.dataset))

@@ -196,8 +196,28 @@ def shipped_option(group: str, name: str, *overrides) -> DictConfig | None:
     path = files("ganctl.conf") / group / f"{name}.yaml"
     if "/" in name or not path.is_file():
         return None
-    return OmegaConf.merge(OmegaConf.structured(GROUP_SCHEMAS[group]), OmegaConf.load(str(path)),
-                           *overrides)
+    return load_option(GROUP_SCHEMAS[group], path, *overrides)
+
+
+def load_option(schema: type, path, *overrides) -> DictConfig:
+    """A group option's YAML merged into its schema, so a key the schema lacks fails here."""
+    return OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(str(path)), *overrides)
+
+
+def compose(command: str, overrides: list[str]) -> DictConfig:
+    """The config `ganctl <command>` builds from these overrides, not yet checked. Hydra's global
+    state is cleared before and after, so one composition never sees another's."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module("ganctl.conf", version_base="1.3"):
+            return hydra_compose(command, overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def choice_name(target: str) -> str:

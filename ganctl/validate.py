@@ -82,19 +82,13 @@ def _expand(overrides: list[str], multirun: bool) -> list[list[str]]:
 
 
 def _compose(command: str, overrides: list[str]) -> DictConfig:
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_module("ganctl.conf", version_base="1.3"):
-            return compose(command, overrides=overrides)
+        return schemas.compose(command, overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise UserError(_paragraph(err)) from err
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def _paragraph(err: BaseException) -> str:

@@ -52,37 +52,15 @@ def linear_critic(weights):
 
 
 def compose(command: str, overrides: list[str]):
-    """The config `ganctl <command>` builds from these overrides (not yet checked).
+    """The config `ganctl <command>` builds from these overrides (not yet checked)."""
+    from ganctl.config import compose as compose_config
 
-    The one place tests compose: Hydra's global state is cleared before and after, so a test
-    never sees another's initialisation.
-    """
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    from ganctl.config import register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module("ganctl.conf", version_base="1.3"):
-            return hydra_compose(command, overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
+    return compose_config(command, overrides)
 
 
 def shipped_node(schema: type, yaml_path, *overrides):
     """A shipped group YAML merged into its schema, as composing that option does: a key the
     schema lacks fails here, and `overrides` (dicts) are merged on top."""
-    from omegaconf import OmegaConf
+    from ganctl.config import load_option
 
-    return OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(yaml_path), *overrides)
-
-
-def build_loss(path, **overrides):
-    """Build a loss as `ganctl train` does: the YAML merged into its schema, then built."""
-    from ganctl import registry
-    from ganctl.config import LossConfig
-
-    return registry.build(shipped_node(LossConfig, path, overrides), "loss", schema=LossConfig)
+    return load_option(schema, yaml_path, *overrides)
