@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ganctl import __version__
+from ganctl import __version__, rundir
 from ganctl.config import register_configs
 from ganctl.errors import DISK_FULL_ERRNOS, Interrupted, UserError, WriteFailed, format_error
 
@@ -47,7 +47,6 @@ ganctl {__version__}
 
 COMMANDS = {"train": "ganctl.commands.train", "sample": "ganctl.commands.sample",
             "eval": "ganctl.commands.evaluate"}
-STATUS_FILE = "status.json"
 _sweep_failed = False
 
 
@@ -94,12 +93,12 @@ def _as_user_error(caught: BaseException) -> UserError | None:
 
 def _write_status(run_dir: Path, status: str, error: str | None = None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / STATUS_FILE).write_text(json.dumps({"status": status, "error": error}) + "\n")
+    (run_dir / rundir.STATUS_FILE).write_text(json.dumps({"status": status, "error": error}) + "\n")
 
 
 def _remove_if_untouched(run_dir: Path) -> None:
     """Delete a run dir Hydra just made for a job that failed on bad input; never anything more."""
-    hydra_only = {".hydra", "train.log"}
+    hydra_only = {".hydra", rundir.LOG_FILE}
     if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= hydra_only:
         logging.shutdown()
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -121,7 +120,7 @@ class SweepSummary(Callback):
         global _sweep_failed
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = []
-        for status_file in sorted(sweep_dir.glob(f"*/{STATUS_FILE}")):
+        for status_file in sorted(sweep_dir.glob(f"*/{rundir.STATUS_FILE}")):
             status = json.loads(status_file.read_text())
             rows.append((status_file.parent.name, status["status"], status.get("error") or ""))
         failed = [r for r in rows if r[1] != "ok"]

@@ -13,6 +13,12 @@ BEST_DIR = "best"                    # under CHECKPOINT_DIR: train.eval_every's 
 SAMPLES_DIR = "samples"
 METRICS_FILE = "metrics.jsonl"
 GENERATOR_EXPORT = "generator.keras"
+REALS_FILE = "reals.png"             # a batch of training data, as the first snapshot
+TENSORBOARD_DIR = "tensorboard"
+LOG_FILE = "train.log"               # Hydra's job log, named after the job
+STATUS_FILE = "status.json"          # sweep jobs: ok / failed / interrupted, for the summary
+EVAL_DIR = "eval"                    # `ganctl eval run=` results
+EVAL_FILE = "metrics.json"
 
 
 def parse_checkpoint(value) -> int | str | None:

@@ -14,10 +14,6 @@ from ganctl.errors import UserError
 from ganctl.evaluation.scoring import LOWER_IS_BETTER, auto_metrics, evaluate, score_generator
 from ganctl.evaluation.sets import is_point_set, load_image_set, load_labels
 
-EVAL_DIR = "eval"
-EVAL_FILE = "metrics.json"
-
-
 def evaluate_run(run_dir: Path, cfg: DictConfig) -> dict:
     from ganctl.core.generators import dataset_name, load_generator, model_name
     from ganctl.metrics.features import build_extractor
@@ -34,7 +30,7 @@ def evaluate_run(run_dir: Path, cfg: DictConfig) -> dict:
     result.update(run=str(run_dir), checkpoint_step=step, ema=bool(cfg.ema), dataset=name,
                   checkpoint=cfg.checkpoint or "newest",
                   real_split=cfg.split)
-    out = run_dir / EVAL_DIR / EVAL_FILE
+    out = run_dir / rundir.EVAL_DIR / rundir.EVAL_FILE
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     result["written"] = str(out)
@@ -74,7 +70,7 @@ def gather_sweep(sweep_dir: Path, cfg: DictConfig) -> dict:
                         "give the folder `ganctl train -m` printed, e.g. outputs/multirun/<date>/<time>.")
     rows = []
     for job in sorted(p for p in sweep_dir.iterdir() if (p / rundir.CONFIG_FILE).is_file()):
-        saved = job / EVAL_DIR / EVAL_FILE
+        saved = job / rundir.EVAL_DIR / rundir.EVAL_FILE
         if saved.is_file():
             result = json.loads(saved.read_text())
         else:

@@ -66,7 +66,7 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     # --- Snapshots: the reals, and a fixed z so grids are comparable across steps --------------
     snapshots = _Snapshots(cfg, dataset, state, run_dir / rundir.SAMPLES_DIR, chief)
     if chief and not resuming:
-        snapshots.reals(first_real[0].numpy(), run_dir / "reals.png")
+        snapshots.reals(first_real[0].numpy(), run_dir / rundir.REALS_FILE)
     if start_step == 0:
         snapshots(0)
         if t.on_nan == "rollback" and chief:

@@ -7,6 +7,8 @@ from pathlib import Path
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
+from ganctl import rundir
+
 # tf.summary.scalar needs the tensorboard package; tf.summary.write with the scalars plugin's
 # metadata writes the same event records without it, and TensorBoard reads them as scalars.
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
@@ -14,10 +16,10 @@ _SCALAR_METADATA = summary_pb2.SummaryMetadata(
 
 
 class MetricsLog:
-    def __init__(self, run_dir: Path, filename: str = "metrics.jsonl"):
+    def __init__(self, run_dir: Path, filename: str = rundir.METRICS_FILE):
         self.path = run_dir / filename
         self.file = open(self.path, "a", buffering=1)  # appended to on resume
-        self.writer = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
+        self.writer = tf.summary.create_file_writer(str(run_dir / rundir.TENSORBOARD_DIR))
 
     def write(self, step: int, values: dict) -> None:
         row = {"step": int(step), **{k: _plain(v) for k, v in values.items()}}
