@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, DictConfig, OmegaConf
@@ -56,16 +56,45 @@ SPLITS = ("train", "test")
 
 @dataclass
 class DatasetConfig:
+    """What every dataset option has. Each option's YAML picks its own schema below
+    (`defaults: [/schema/dataset/<name>@_here_]`), so it offers exactly its own settings."""
     _target_: str = MISSING
-    path: Optional[str] = None          # local copy of the data (IDX .gz files, mnist.npz, image dir)
-    resolution: Optional[int] = None    # folder: resize + centre-crop to this size
-    channels: Optional[int] = None      # folder: 1 (grayscale) or 3 (RGB)
-    on_bad_file: str = one_of("skip", ("skip", "error"))  # folder: skip a bad file, or stop
-    labels: bool = False                # folder: classes from sub-folder names (path/<class>/...)
-    limit: Optional[int] = None         # use only the first N training examples (small-data runs)
-    std: Optional[float] = None         # ring / grid: standard deviation of each Gaussian mode
-    size: Optional[int] = None          # ring / grid: number of points drawn for the training pool
     source: Optional[str] = None        # filled in by ganctl: which files were actually used
+
+
+@dataclass
+class FileDatasetConfig(DatasetConfig):
+    """mnist, fashion_mnist, cifar10: a standard file set."""
+    path: Optional[str] = None          # local copy of the data (IDX .gz files, mnist.npz, ...)
+    limit: Optional[int] = None         # use only the first N training examples (small-data runs)
+
+
+@dataclass
+class StackedMnistConfig(FileDatasetConfig):
+    size: int = positive(60000)         # stacked images drawn for the training set
+
+
+@dataclass
+class FolderConfig(DatasetConfig):
+    """Any folder of images."""
+    path: Optional[str] = None          # the folder (required)
+    resolution: int = positive(64)      # resize + centre-crop to this size
+    channels: int = one_of(3, (1, 3))   # 1 (grayscale) or 3 (RGB)
+    on_bad_file: str = one_of("skip", ("skip", "error"))  # skip a bad file, or stop
+    labels: bool = False                # classes from sub-folder names (path/<class>/...)
+    limit: Optional[int] = None         # a fixed random subset of N images
+
+
+@dataclass
+class MixtureConfig(DatasetConfig):
+    """ring, grid: 2-D Gaussian mixtures."""
+    std: float = positive(0.01)         # standard deviation of each Gaussian mode
+    size: int = positive(100000)        # points drawn for the training pool
+
+
+# The schema each dataset YAML names in its defaults list (conf/dataset/<option>.yaml).
+DATASET_SCHEMAS = {"file": FileDatasetConfig, "stacked_mnist": StackedMnistConfig,
+                   "folder": FolderConfig, "mixture": MixtureConfig}
 
 
 @dataclass
@@ -132,7 +161,9 @@ class TrainConfig:
 
 @dataclass
 class TrainRunConfig:
-    dataset: DatasetConfig = MISSING
+    # Any: each dataset option brings its own schema (a user's --config-dir YAML may bring
+    # none); dataset_schema finds it, for the checks, from the node or its _target_.
+    dataset: Any = field(default=MISSING, metadata={"schema": lambda node: dataset_schema(node)})
     model: ModelConfig = MISSING
     loss: LossConfig = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -200,8 +231,25 @@ def shipped_option(group: str, name: str, *overrides) -> DictConfig | None:
 
 
 def load_option(schema: type, path, *overrides) -> DictConfig:
-    """A group option's YAML merged into its schema, so a key the schema lacks fails here."""
-    return OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(str(path)), *overrides)
+    """A group option's YAML merged into its schema, so a key the schema lacks fails here. An
+    option that names its own schema (a dataset's `/schema/dataset/<name>@_here_`) gets that."""
+    node = OmegaConf.load(str(path))
+    for entry in node.pop("defaults", []):
+        if isinstance(entry, str) and entry.startswith("/schema/dataset/"):
+            schema = DATASET_SCHEMAS[entry.split("/")[-1].split("@")[0]]
+    return OmegaConf.merge(OmegaConf.structured(schema), node, *overrides)
+
+
+def dataset_schema(node) -> type:
+    """The schema of a dataset node: its own type once composed, else (a run's saved config) the
+    schema of the shipped option its _target_ belongs to; DatasetConfig when neither tells."""
+    own = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+    if own is not None and dataclasses.is_dataclass(own) and issubclass(own, DatasetConfig):
+        return own
+    target = str(node.get("_target_", ""))
+    option = shipped_option("dataset", choice_name(target)) if target.count(".") >= 3 and \
+        target.startswith("ganctl.datasets.") else None
+    return DatasetConfig if option is None else OmegaConf.get_type(option)
 
 
 def compose(command: str, overrides: list[str]) -> DictConfig:
@@ -248,6 +296,8 @@ def register_configs() -> None:
     cs.store(name="base_train", node=TrainRunConfig)
     cs.store(name="base_sample", node=SampleConfig)
     cs.store(name="base_eval", node=EvalConfig)
+    for name, schema in DATASET_SCHEMAS.items():
+        cs.store(group="schema/dataset", name=name, node=schema)
 
 
 # --- Checking a composed config: each field's rule, then the rules that join fields -----------
@@ -261,6 +311,8 @@ def check_values(node, schema: type, prefix: str = "") -> None:
             continue
         value, key = node[spec.name], f"{prefix}{spec.name}"
         child_schema = globals().get(spec.type) if isinstance(spec.type, str) else spec.type
+        if "schema" in spec.metadata and isinstance(value, (DictConfig, dict)):
+            child_schema = spec.metadata["schema"](value)
         if dataclasses.is_dataclass(child_schema):
             if isinstance(value, (DictConfig, dict)):
                 check_values(value, child_schema, key + ".")

@@ -13,12 +13,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ganctl.config import check_values
+from ganctl.config import DatasetConfig, LossConfig, NetworkConfig, check_values
 from ganctl.errors import UserError
 
 # Per schema: the package its targets must live in, and whether a target must be a class.
-_KINDS = {"DatasetConfig": ("ganctl.datasets.", True), "LossConfig": ("ganctl.losses.", True),
-          "NetworkConfig": ("ganctl.models.", False)}
+_KINDS = {DatasetConfig: ("ganctl.datasets.", True), LossConfig: ("ganctl.losses.", True),
+          NetworkConfig: ("ganctl.models.", False)}
 
 
 def resolve_target(target: str, where: str, schema: type | None = None) -> Any:
@@ -30,7 +30,9 @@ def resolve_target(target: str, where: str, schema: type | None = None) -> Any:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
         raise UserError(f"{where}._target_={target} does not exist in ganctl ({err}).") from err
-    package, needs_class = _KINDS.get(getattr(schema, "__name__", ""), ("ganctl.", False))
+    package, needs_class = next((kind for base, kind in _KINDS.items()
+                                 if isinstance(schema, type) and issubclass(schema, base)),
+                                ("ganctl.", False))
     # Only what is defined where the target says, in the package for its kind: a name a module
     # merely imports (ganctl.x.Path, ganctl.x.rmtree) or a ganctl helper elsewhere is refused.
     if (getattr(factory, "__module__", None) != module_name or not target.startswith(package)

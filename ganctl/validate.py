@@ -162,7 +162,7 @@ def run_classes(run: str) -> tuple[int, tuple[str, ...], str] | None:
 
     try:
         run_cfg = rundir.load_run_config(rundir.check_run_dir(run))
-        dataset = build(run_cfg.dataset, "dataset", schemas.DatasetConfig)
+        dataset = build(run_cfg.dataset, "dataset", schemas.dataset_schema(run_cfg.dataset))
         name = schemas.choice_name(run_cfg.dataset["_target_"])
         return int(dataset.num_classes), tuple(dataset.class_names), name
     except UserError:
@@ -236,5 +236,7 @@ def _check_known_keys(node, schema, prefix: str) -> None:
         field_type = fields[key].type
         child_schema = getattr(schemas, field_type, None) if isinstance(field_type, str) else field_type
         child = node._get_node(key)
+        if isinstance(child, DictConfig) and "schema" in fields[key].metadata:
+            child_schema = fields[key].metadata["schema"](child)  # the option's own (datasets)
         if isinstance(child, DictConfig):
             _check_known_keys(child, child_schema, f"{prefix}{key}.")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 from pathlib import Path
@@ -104,9 +105,17 @@ def _with_new_defaults(saved: DictConfig) -> DictConfig:
     checks to name what is wrong with it (e.g. a planted _target_)."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from ganctl.config import TrainRunConfig
+    from ganctl.config import TrainRunConfig, dataset_schema
 
     try:
-        return OmegaConf.merge(OmegaConf.structured(TrainRunConfig), saved)
+        base = OmegaConf.structured(TrainRunConfig)
+        schema = dataset_schema(saved.dataset)
+        base.dataset = OmegaConf.structured(schema)
+        # Runs saved before each dataset had its own schema list every dataset setting, all at
+        # their old defaults (anything else was refused); keep the ones this option has.
+        known = {f.name for f in dataclasses.fields(schema)}
+        with open_dict(saved):
+            saved.dataset = {k: v for k, v in saved.dataset.items() if k in known}
+        return OmegaConf.merge(base, saved)
     except OmegaConfBaseException:
         return saved

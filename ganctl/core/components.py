@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import keras
 
-from ganctl.config import DatasetConfig, LossConfig, NetworkConfig, shipped_option
+from ganctl.config import LossConfig, NetworkConfig, dataset_schema, shipped_option
 from ganctl.registry import build, check
 
 GENERATOR_CONTEXT = ("z_dim", "image_shape", "num_classes", "bounded")
@@ -12,21 +12,21 @@ DISCRIMINATOR_CONTEXT = ("image_shape", "num_classes")
 
 def check_components(cfg) -> None:
     """Targets exist and every field is used, before any run folder is made."""
-    check(cfg.dataset, "dataset", DatasetConfig)
+    check(cfg.dataset, "dataset", dataset_schema(cfg.dataset))
     check(cfg.model.generator, "model.generator", NetworkConfig, GENERATOR_CONTEXT)
     check(cfg.model.discriminator, "model.discriminator", NetworkConfig, DISCRIMINATOR_CONTEXT)
     check(cfg.loss, "loss", LossConfig)
 
 
 def build_dataset(dataset_cfg):
-    return build(dataset_cfg, "dataset", DatasetConfig)
+    return build(dataset_cfg, "dataset", dataset_schema(dataset_cfg))
 
 
 def dataset_by_name(name: str):
     """(dataset, name) for a shipped dataset choice such as real=mnist; (None, None) when `name`
     is not one (a path, say)."""
     node = None if "." in name else shipped_option("dataset", name)
-    return (None, None) if node is None else (build(node, "real", DatasetConfig), name)
+    return (None, None) if node is None else (build(node, "real", dataset_schema(node)), name)
 
 
 def build_generator(model_cfg, dataset) -> keras.Model:
