@@ -242,14 +242,16 @@ def load_option(schema: type, path, *overrides) -> DictConfig:
 
 def dataset_schema(node) -> type:
     """The schema of a dataset node: its own type once composed, else (a run's saved config) the
-    schema of the shipped option its _target_ belongs to; DatasetConfig when neither tells."""
+    schema of the shipped option with the same _target_; DatasetConfig when neither tells."""
     own = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
     if own is not None and dataclasses.is_dataclass(own) and issubclass(own, DatasetConfig):
         return own
-    target = str(node.get("_target_", ""))
-    option = shipped_option("dataset", choice_name(target)) if target.count(".") >= 3 and \
-        target.startswith("ganctl.datasets.") else None
-    return DatasetConfig if option is None else OmegaConf.get_type(option)
+    target = node.get("_target_")
+    for name in shipped_options("dataset"):
+        option = shipped_option("dataset", name)
+        if option._target_ == target:
+            return OmegaConf.get_type(option)
+    return DatasetConfig
 
 
 def compose(command: str, overrides: list[str]) -> DictConfig:

@@ -163,3 +163,26 @@ def test_multirun_finishes_other_jobs_when_one_fails(tmp_path):
     assert "dcgan needs image data" in " ".join(result.stdout.split())
     ok = [p for p in sweep.iterdir() if p.is_dir() and "mlp" in p.name]
     assert (ok[0] / "checkpoints" / "ckpt-2.index").is_file()
+
+
+def test_a_run_saved_with_the_old_flat_dataset_node_resumes_with_its_values(tmp_path):
+    """Before each dataset option had its own schema, config.yaml listed every dataset setting
+    (path, resolution, ..., std, size) for every dataset; such a run resumes, keeping its own."""
+    from omegaconf import OmegaConf
+
+    run = tmp_path / "run"
+    args = ["dataset=grid", "model=mlp", "dataset.size=3000", "train.log_every=5",
+            "train.checkpoint_every=5", "train.progress=false"]
+    assert ganctl("train", *args, "train.steps=5", f"hydra.run.dir={run}",
+                  cwd=tmp_path).returncode == 0
+    saved = OmegaConf.load(run / "config.yaml")
+    old_form = {"_target_": saved.dataset._target_, "path": None, "resolution": None,
+                "channels": None, "on_bad_file": "skip", "labels": False, "limit": None,
+                "std": 0.05, "size": 3000, "source": saved.dataset.source}
+    saved.dataset = old_form
+    OmegaConf.save(saved, run / "config.yaml")
+    result = ganctl("train", f"resume={run}", "train.steps=10", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    resumed = OmegaConf.load(run / "config.yaml").dataset
+    assert (resumed.size, resumed.std) == (3000, 0.05) and "resolution" not in resumed
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 10

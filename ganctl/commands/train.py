@@ -105,7 +105,7 @@ def _with_new_defaults(saved: DictConfig) -> DictConfig:
     checks to name what is wrong with it (e.g. a planted _target_)."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from ganctl.config import TrainRunConfig, dataset_schema
+    from ganctl.config import DatasetConfig, TrainRunConfig, dataset_schema
 
     try:
         base = OmegaConf.structured(TrainRunConfig)
@@ -114,8 +114,9 @@ def _with_new_defaults(saved: DictConfig) -> DictConfig:
         # Runs saved before each dataset had its own schema list every dataset setting, all at
         # their old defaults (anything else was refused); keep the ones this option has.
         known = {f.name for f in dataclasses.fields(schema)}
-        with open_dict(saved):
-            saved.dataset = {k: v for k, v in saved.dataset.items() if k in known}
+        if schema is not DatasetConfig:  # an option it cannot name keeps every key
+            with open_dict(saved):
+                saved.dataset = {k: v for k, v in saved.dataset.items() if k in known}
         return OmegaConf.merge(base, saved)
     except OmegaConfBaseException:
         return saved
