@@ -133,6 +133,21 @@ class EvalConfig:
     cas_epochs: int = 3                 # cas: epochs of each classifier (synthetic and real)
 
 
+@dataclass
+class ReportConfig:
+    run: Optional[str] = None           # a run directory -> <run>/report.html
+    sweep: Optional[str] = None         # ...or a multirun directory -> <sweep>/report.html
+
+
+@dataclass
+class ExportConfig:
+    run: str = MISSING                  # run directory
+    format: str = "savedmodel"          # savedmodel | tflite | keras
+    out: Optional[str] = None           # default: <run>/export/generator_step<N>.<format>
+    checkpoint: Optional[str] = None    # a step, or best (train.eval_every's); default the latest
+    ema: bool = True
+
+
 MAX_DIR_NAME = 120  # file systems allow 255 bytes; leave room for the job number and suffixes
 
 

@@ -34,7 +34,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
     # Other workers of a multi-worker run share the chief's run folder but never write to it.
     with _only_writer(run_dir) if is_chief_process() else contextlib.nullcontext():
-        result = train(cfg, run_dir, resuming=resuming)
+        with _report_when_done(run_dir, is_chief_process()):
+            result = train(cfg, run_dir, resuming=resuming)
     sweeper = _optuna_sweeper()
     return result if sweeper is None else optuna_objective(result, sweeper.direction)
 
@@ -62,6 +63,23 @@ def optuna_objective(result: dict, direction) -> float:
                         f"but the study's direction is {direction}; set "
                         f"hydra.sweeper.direction={wanted}.")
     return float(best["value"])
+
+
+@contextlib.contextmanager
+def _report_when_done(run_dir: Path, chief: bool):
+    """report.html at the end of every run: finished, stopped by a signal, or diverged. A run
+    that failed before training started (no config.yaml yet) gets none, so its folder can go."""
+    status = "finished"
+    try:
+        yield
+    except BaseException as err:
+        status = str(err).split(". Continue with")[0] or type(err).__name__
+        raise
+    finally:
+        if chief and (run_dir / rundir.CONFIG_FILE).is_file():
+            from ganctl.reporting import write_report_quietly
+
+            write_report_quietly(run_dir, status)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,33 @@
+"""`ganctl report run=<run dir>` or `sweep=<multirun dir>`: write report.html into that folder.
+
+Training writes the report itself when a run ends or is stopped; this command writes it on
+demand, also for a run still in progress (it only reads files, never the checkpoints' locks).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ganctl.errors import UserError
+from ganctl.training import rundir
+
+
+def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> Path:
+    from ganctl.reporting import check_sweep_dir, write_report
+
+    chosen = [k for k in ("run", "sweep") if cfg[k]]
+    if len(chosen) != 1:
+        raise UserError("ganctl report writes one report: give run=<run dir> (e.g. "
+                        "outputs/<date>/<time>) or sweep=<multirun dir> (e.g. "
+                        "outputs/multirun/<date>/<time>)"
+                        f"{', not both' if len(chosen) > 1 else ''}.")
+    started = time.perf_counter()
+    if cfg.sweep:
+        out = write_report(check_sweep_dir(cfg.sweep), sweep=True)
+    else:
+        out = write_report(rundir.check_run_dir(cfg.run))
+    print(f"wrote {out}  ({out.stat().st_size / 1024:.0f} KB in {time.perf_counter() - started:.1f} s; "
+          "open it in any browser, it needs no network)")
+    return out
