@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ganctl.errors import Interrupted, TrainingDiverged, UserError
 from ganctl.models.common import is_conditional
+from ganctl.tb_summaries import write_image
 from ganctl.training import rundir
 from ganctl.training.augment import make_augment
 from ganctl.training.checkpoints import Checkpoints, rng_states
@@ -126,8 +127,9 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
         if not chief:
             return
         sampler = ema_generator if ema_generator is not None else generator
-        save_snapshot(generate(sampler, fixed_z, fixed_labels),
-                      samples_dir / f"step_{at_step:06d}.png", real_points=real_points)
+        grid = save_snapshot(generate(sampler, fixed_z, fixed_labels),
+                             samples_dir / f"step_{at_step:06d}.png", real_points=real_points)
+        write_image(metrics.writer, "samples", grid, at_step, "fixed-noise grid (EMA G if kept)")
 
     # --- Loop -------------------------------------------------------------------------------------
     train_step = make_train_step(
