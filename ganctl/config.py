@@ -170,3 +170,5 @@ def register_configs() -> None:
     cs.store(name="base_train", node=TrainRunConfig)
     cs.store(name="base_sample", node=SampleConfig)
     cs.store(name="base_eval", node=EvalConfig)
+    cs.store(name="base_report", node=ReportConfig)
+    cs.store(name="base_export", node=ExportConfig)
