@@ -36,13 +36,14 @@ _NOT_LOSSES = {"step", "d_real", "d_fake", "images_per_s", "images_seen", "wall_
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;background:#f6f7f9}
 header{background:#263238;color:#fff;padding:14px 28px}
-header h1{font-size:20px;margin:0 0 4px}
+header h1{font-size:20px;margin:0 0 4px;overflow-wrap:anywhere}
 header p{margin:0;color:#cfd8dc;word-break:break-all}
 main{padding:8px 28px 40px;max-width:1500px}
 section{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:10px 18px 14px;margin:14px 0}
 h2{font-size:16px;margin:4px 0 10px}
 table{border-collapse:collapse;font-size:13px}
-th,td{border-bottom:1px solid #e3e6ea;padding:3px 10px;text-align:left;vertical-align:top}
+th,td{border-bottom:1px solid #e3e6ea;padding:3px 10px;text-align:left;vertical-align:top;
+overflow-wrap:anywhere}
 th{background:#f0f2f5}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .facts td:first-child{color:#555}
@@ -58,6 +59,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .strip figure{margin:0;width:260px}
 .strip img{width:256px}
 figcaption{font-size:12px;color:#444;word-break:break-all}
+code{word-break:break-word;font-size:12px}
 pre{background:#f6f8fa;border:1px solid #e3e6ea;padding:8px;overflow:auto;max-height:420px;font-size:12px}
 pre.log{white-space:pre-wrap;word-break:break-word}
 .warn{color:#8a4b00}
@@ -237,6 +239,7 @@ def _figure(title: str, xlabel: str = "step"):
     axes.set_title(title, fontsize=11)
     axes.set_xlabel(xlabel)
     axes.grid(alpha=0.3)
+    axes.xaxis.get_major_locator().set_params(integer=True)   # steps: no 12.5
     return figure, axes
 
 
@@ -315,6 +318,13 @@ def _page(title: str, subtitle: str, sections: list[str]) -> str:
             + "\n".join(s for s in sections if s)
             + f'\n<p class="muted">written by ganctl report, {_e(written)}</p>\n</main>\n'
             f"<script>{_SCRIPT}</script>\n</body></html>\n")
+
+
+def _relative(path: Path, folder: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _section(title: str, body: str, anchor: str = "") -> str:
@@ -476,11 +486,12 @@ def _files_section(run_dir: Path) -> str:
     body = ("<h3>Checkpoints kept</h3>" + (_table(["checkpoint", "size", "written"], ckpt_rows, {1})
                                            if ckpt_rows else '<p class="muted">none yet</p>'))
     exports = _exports(run_dir)
-    export_rows = [[_e(Path(r["path"]).name), _e(r.get("format", "")), _e(r.get("step", "")),
-                    _e(r.get("note") or r.get("signature", "")), _bytes(r["size"]), _e(r["path"])]
-                   for r in exports]
+    export_rows = [[_e(_relative(Path(r["path"]), run_dir)), _e(r.get("format", "")),
+                    _e(r.get("step", "")), _e(r.get("note") or r.get("signature", "")),
+                    _bytes(r["size"])] for r in exports]
     body += "<h3>Exported generators</h3>" + (
-        _table(["file", "format", "step", "what", "size", "path"], export_rows, {4})
+        _table(["file (in the run folder unless a full path)", "format", "step", "what", "size"],
+               export_rows, {4})
         if export_rows else '<p class="muted">none yet (ganctl export run=...)</p>')
     return _section("Files", body, "files")
 
@@ -509,9 +520,9 @@ def sweep_jobs(sweep_dir: Path) -> list[dict]:
         steps_total = cfg.train.get("steps") if cfg is not None and "train" in cfg else None
         overrides = job / ".hydra" / "overrides.yaml"
         try:
-            label = " ".join(OmegaConf.load(overrides)) if overrides.is_file() else job.name
+            given = [str(o) for o in OmegaConf.load(overrides)] if overrides.is_file() else []
         except Exception:  # noqa: BLE001  a damaged overrides file only loses the label
-            label = job.name
+            given = []
         evaluated = _eval_result(job)
         if evaluated:
             metrics, source = dict(evaluated.get("metrics", {})), "ganctl eval"
@@ -521,12 +532,18 @@ def sweep_jobs(sweep_dir: Path) -> list[dict]:
         else:
             metrics, source = {}, ""
         shots = snapshots(job)
-        jobs.append({"name": job.name, "dir": job, "overrides": label, "metrics": metrics,
+        jobs.append({"name": job.name, "dir": job, "given": given, "metrics": metrics,
                      "source": source, "rows": rows, "eval_rows": eval_rows,
                      "step": rows[-1]["step"] if rows else 0, "steps_total": steps_total,
                      "status": training_status(job, rows[-1]["step"] if rows else 0, steps_total),
                      "wall_s": rows[-1].get("wall_s") if rows else None,
                      "last_grid": shots[-1] if shots else None})
+    # Name each job by what differs between the jobs; what they share is said once.
+    shared = set.intersection(*(set(j["given"]) for j in jobs)) if len(jobs) > 1 else set()
+    for job in jobs:
+        job["overrides"] = " ".join(o for o in job["given"] if o not in shared) or job["name"]
+        job["shared"] = [o for o in job["given"] if o in shared]
+        job["number"] = job["name"].split("_", 1)[0]
     metric_names = list(dict.fromkeys(k for j in jobs for k in j["metrics"]))
     sort_by = metric_names[0] if metric_names else None
     if sort_by:
@@ -540,8 +557,9 @@ def build_sweep_report(sweep_dir: Path) -> str:
     header = ["#", "job", "overrides", "status", *metric_names, "metrics from", "step", "time"]
     table_rows = []
     for i, job in enumerate(jobs, 1):
-        link = (f'<a href="{_e(job["name"])}/{REPORT_FILE}">{_e(job["name"])}</a>'
-                if (job["dir"] / REPORT_FILE).is_file() else _e(job["name"]))
+        link = (f'<a href="{_e(job["name"])}/{REPORT_FILE}" title="{_e(job["name"])}">'
+                f'{_e(job["number"])}</a>' if (job["dir"] / REPORT_FILE).is_file()
+                else _e(job["number"]))
         status = job["status"]
         cls = "ok" if status in ("finished", "ok") else "warn" if status.startswith("training") else "bad"
         table_rows.append([str(i), link, _e(job["overrides"]),
@@ -552,8 +570,11 @@ def build_sweep_report(sweep_dir: Path) -> str:
     numeric = set(range(4, 4 + len(metric_names))) | {len(header) - 1}
     sort_note = (f"sorted by {metric_names[0]}, best first" if metric_names
                  else "no job has evaluation metrics yet (train.eval_every or ganctl eval sweep=)")
-    sections = [_section(f"Jobs ({len(jobs)}; {sort_note})", _table(header, table_rows, numeric)
-                         if jobs else '<p class="muted">no job has started yet.</p>', "jobs")]
+    shared = (f'<p>every job: <code>{_e(" ".join(jobs[0]["shared"]))}</code>; the job number '
+              "links to its own report.</p>" if jobs and jobs[0]["shared"] else "")
+    sections = [_section(f"Jobs ({len(jobs)}; {sort_note})", shared + _table(
+        header, table_rows, numeric) if jobs else '<p class="muted">no job has started yet.</p>',
+        "jobs")]
     plots = _sweep_plots(jobs)
     if plots:
         sections.append(_section("Curves, all jobs (the legend numbers are the table's #)",
