@@ -158,7 +158,7 @@ def _precheck(command: str, args: list[str]) -> list[str]:
     # A sweep job's folder is named like `0_loss=ns,seed=1`: as it stands, Hydra would read the
     # commas and '=' as override syntax, so a run folder is passed on to Hydra quoted.
     args = [f"{a.split('=', 1)[0]}={_quoted(_unquoted(a.split('=', 1)[1]))}"
-            if a.split("=", 1)[0] in ("resume", "run") else a for a in args]
+            if a.split("=", 1)[0] in ("resume", "run", "sweep") else a for a in args]
     if command == "train":
         resume = [_unquoted(a.split("=", 1)[1]) for a in args if a.startswith("resume=")]
         if resume:
