@@ -120,3 +120,15 @@ def test_export_of_a_folder_that_is_not_a_run_names_it(tmp_path):
     result = ganctl("export", f"run={tmp_path}", cwd=tmp_path)
     assert result.returncode == 2
     assert "is not a ganctl run: it has no config.yaml" in " ".join(result.stderr.split())
+
+
+def test_export_help_and_the_command_list_need_no_tensorflow(tmp_path):
+    listing = subprocess.run([sys.executable, "-m", "ganctl", "--help"], capture_output=True,
+                             text=True, cwd=tmp_path)
+    assert re.search(r"^\s+export\s+ship the generator\s+ganctl export run=", listing.stdout, re.M)
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "ganctl", "export", "--help"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "ganctl export" in result.stdout and "format: savedmodel" in result.stdout
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
+    assert not any(m.startswith(("tensorflow", "keras")) for m in imported)

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -203,3 +204,21 @@ def test_tensorboard_gets_every_snapshot_grid_and_the_evaluations(sweep):
         multiplexer.Reload()
         assert "samples" in multiplexer.PluginRunToTagToContent("images")["tensorboard"]
         assert "eval" in multiplexer.PluginRunToTagToContent("text")["tensorboard"]
+
+
+def test_report_help_needs_no_tensorflow_and_neither_does_the_report(tmp_path):
+    """`ganctl report` only reads files: a report of a run on a machine busy training is cheap."""
+    code = ("import sys; from pathlib import Path; from ganctl.reporting import build_run_report; "
+            "build_run_report(Path(sys.argv[1])); "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("dataset: {_target_: ganctl.datasets.mnist.MNIST}\n"
+                                                  "model: {}\ntrain: {steps: 10}\n")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True,
+                            text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "ganctl", "report", "--help"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0 and "ganctl report" in result.stdout, result.stderr
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
+    assert not any(m.startswith(("tensorflow", "keras")) for m in imported)
