@@ -617,8 +617,11 @@ def write_report(folder: Path, status: str | None = None, sweep: bool = False) -
     text = build_sweep_report(folder) if sweep else build_run_report(folder, status)
     out = folder / REPORT_FILE
     staged = out.with_name(out.name + ".tmp")
-    staged.write_text(text, encoding="utf-8")
-    os.replace(staged, out)
+    try:
+        staged.write_text(text, encoding="utf-8")
+        os.replace(staged, out)
+    finally:
+        staged.unlink(missing_ok=True)   # a full disk leaves no half-written file behind
     return out
 
 

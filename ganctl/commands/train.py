@@ -67,8 +67,13 @@ def optuna_objective(result: dict, direction) -> float:
 
 @contextlib.contextmanager
 def _report_when_done(run_dir: Path, chief: bool):
-    """report.html at the end of every run: finished, stopped by a signal, or diverged. A run
-    that failed before training started (no config.yaml yet) gets none, so its folder can go."""
+    """report.html at the end of every run: finished, stopped by a signal, or diverged.
+
+    Only once training has begun, which the loop marks by (re)writing config.yaml: a run that
+    failed before (bad data, a checkpoint that does not fit) is left exactly as it was, and a
+    new one's folder can still be removed."""
+    config = run_dir / rundir.CONFIG_FILE
+    before = config.stat().st_mtime_ns if config.is_file() else None
     status = "finished"
     try:
         yield
@@ -76,7 +81,7 @@ def _report_when_done(run_dir: Path, chief: bool):
         status = str(err).split(". Continue with")[0] or type(err).__name__
         raise
     finally:
-        if chief and (run_dir / rundir.CONFIG_FILE).is_file():
+        if chief and config.is_file() and config.stat().st_mtime_ns != before:
             from ganctl.reporting import write_report_quietly
 
             write_report_quietly(run_dir, status)
