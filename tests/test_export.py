@@ -95,6 +95,12 @@ def test_every_format_loads_without_ganctl_and_equals_ganctl_sample(run_dir, tmp
         # Float tolerance: a different kernel may round a pixel lying on .5 the other way.
         assert difference.max() <= 1 and (difference > 0).mean() < 1e-3, (fmt, difference.max())
 
+    result = ganctl("report", f"run={run_dir}", cwd=tmp_path)   # lists what was exported
+    assert result.returncode == 0, result.stderr
+    page = (run_dir / "report.html").read_text()
+    for fmt, path in written.items():
+        assert f"<td>export/{path.name}</td><td>{fmt}</td>" in page
+
 
 @pytest.mark.parametrize("args, message", [
     (["format=onnx"], r"format=onnx is not an export format\. Formats: savedmodel .*tflite .*keras"),
