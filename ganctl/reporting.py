@@ -507,6 +507,17 @@ def check_sweep_dir(path: str) -> Path:
     return sweep_dir.resolve()
 
 
+def stale_job_reports(sweep_dir: Path) -> list[Path]:
+    """The sweep's jobs whose report.html is missing or older than their metrics.jsonl."""
+    stale = []
+    for job in sorted(p for p in sweep_dir.iterdir() if (p / rundir.CONFIG_FILE).is_file()):
+        report, metrics = job / REPORT_FILE, job / rundir.METRICS_FILE
+        if not report.is_file() or (metrics.is_file()
+                                    and metrics.stat().st_mtime > report.stat().st_mtime):
+            stale.append(job)
+    return stale
+
+
 def sweep_jobs(sweep_dir: Path) -> list[dict]:
     """One dict per job: name, overrides, status, metrics, wall time, rows; sorted like
     `ganctl eval sweep=` (by the first metric, best first; jobs without metrics last)."""

@@ -15,7 +15,7 @@ from ganctl.training import rundir
 
 
 def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> Path:
-    from ganctl.reporting import check_sweep_dir, write_report
+    from ganctl.reporting import check_sweep_dir, stale_job_reports, write_report, write_report_quietly
 
     chosen = [k for k in ("run", "sweep") if cfg[k]]
     if len(chosen) != 1:
@@ -25,7 +25,10 @@ def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> Path:
                         f"{', not both' if len(chosen) > 1 else ''}.")
     started = time.perf_counter()
     if cfg.sweep:
-        out = write_report(check_sweep_dir(cfg.sweep), sweep=True)
+        sweep_dir = check_sweep_dir(cfg.sweep)
+        for job in stale_job_reports(sweep_dir):   # so the table's links show each job as it is
+            write_report_quietly(job)
+        out = write_report(sweep_dir, sweep=True)
     else:
         out = write_report(rundir.check_run_dir(cfg.run))
     print(f"wrote {out}  ({out.stat().st_size / 1024:.0f} KB in {time.perf_counter() - started:.1f} s; "
