@@ -59,6 +59,7 @@ def run_dir(tmp_path_factory) -> Path:
     return run
 
 
+@pytest.mark.slow  # five TensorFlow processes, about 45 s on a shared 2-core CPU
 def test_every_format_loads_without_ganctl_and_equals_ganctl_sample(run_dir, tmp_path):
     written = {}
     for fmt in ("savedmodel", "tflite", "keras"):
