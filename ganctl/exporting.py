@@ -22,7 +22,6 @@ import tensorflow as tf
 from ganctl.commands.sample import latent_dim
 from ganctl.models.common import is_conditional
 
-FORMATS = ("savedmodel", "tflite", "keras")
 SIGNATURE = "serving_default"
 
 

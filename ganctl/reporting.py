@@ -234,7 +234,9 @@ def _load_config(run_dir: Path):
 def _figure(title: str, xlabel: str = "step"):
     from matplotlib.figure import Figure   # no pyplot: no global state, no GUI backend
 
-    figure = Figure(figsize=(5.6, 3.0), dpi=100, layout="constrained")
+    figure = Figure(figsize=(5.6, 3.0), dpi=100)
+    # Fixed margins: matplotlib's constrained layout would double the time of each plot.
+    figure.subplots_adjust(left=0.13, right=0.97, top=0.9, bottom=0.16)
     axes = figure.add_subplot()
     axes.set_title(title, fontsize=11)
     axes.set_xlabel(xlabel)

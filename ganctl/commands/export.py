@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from ganctl.errors import UserError
 from ganctl.training import rundir
 
-FORMATS = ("savedmodel", "tflite", "keras")   # ganctl.exporting.FORMATS, kept TF-free here
+FORMATS = ("savedmodel", "tflite", "keras")
 _SUFFIX = {"tflite": ".tflite", "keras": ".keras"}
 
 
