@@ -30,6 +30,7 @@ REPORT_FILE = "report.html"
 EXPORT_DIR = "export"               # `ganctl export`'s default folder inside a run
 EXPORT_LOG = "exports.jsonl"        # under EXPORT_DIR: one line per export, wherever it went
 MAX_SNAPSHOTS = 40                  # grids embedded per run; evenly spaced, last one always in
+MAX_GRID_BYTES = 3_000_000          # ...and about this many bytes of them
 # Figures of metrics.jsonl that are not losses; everything else numeric is plotted as a loss.
 _NOT_LOSSES = {"step", "d_real", "d_fake", "images_per_s", "images_seen", "wall_s"}
 
@@ -378,8 +379,12 @@ def _snapshot_section(run_dir: Path) -> str:
     if not shots and not reals.is_file():
         return ""
     shown = shots
-    if len(shots) > MAX_SNAPSHOTS:  # evenly spaced, always ending with the newest
-        picks = {round(i * (len(shots) - 1) / (MAX_SNAPSHOTS - 1)) for i in range(MAX_SNAPSHOTS)}
+    # At most MAX_SNAPSHOTS grids and about MAX_GRID_BYTES of them (colour grids are large), so
+    # the page stays small enough to mail; evenly spaced, always ending with the newest.
+    average = sum(p.stat().st_size for _, p in shots) / max(len(shots), 1)
+    limit = max(8, min(MAX_SNAPSHOTS, int(MAX_GRID_BYTES / max(average, 1))))
+    if len(shots) > limit:
+        picks = {round(i * (len(shots) - 1) / (limit - 1)) for i in range(limit)}
         shown = [shots[i] for i in sorted(picks)]
     parts = ['<div class="pair">']
     if shown:

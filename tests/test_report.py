@@ -228,3 +228,22 @@ def test_report_help_needs_no_tensorflow_and_neither_does_the_report(tmp_path):
     assert result.returncode == 0 and "ganctl report" in result.stdout, result.stderr
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
     assert not any(m.startswith(("tensorflow", "keras")) for m in imported)
+
+
+def test_a_long_run_embeds_evenly_spaced_grids_ending_with_the_newest(tmp_path):
+    from ganctl.reporting import MAX_SNAPSHOTS, build_run_report
+
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    (run / "config.yaml").write_text("dataset: {_target_: ganctl.datasets.mnist.MNIST}\nmodel: {}\n"
+                                     "train: {steps: 100000}\n")
+    for step in range(0, 100001, 500):   # 201 snapshots
+        Image.fromarray(np.full((8, 8), step % 251, np.uint8)).save(
+            run / "samples" / f"step_{step:06d}.png")
+    page = build_run_report(run)
+    steps = [int(s) for s in re.findall(r'data-step="step (\d+)"', page)]
+    assert len(steps) == MAX_SNAPSHOTS and steps[0] == 0 and steps[-1] == 100000
+    gaps = np.diff(steps)
+    assert gaps.max() - gaps.min() <= 500      # evenly spaced, to the nearest snapshot
+    assert f"({MAX_SNAPSHOTS} of 201 snapshots, evenly spaced)" in page
+    assert "no step logged yet" in page and "stopped at step 0 of 100000" in page
