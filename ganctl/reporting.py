@@ -44,9 +44,9 @@ section{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:10px 
 h2{font-size:16px;margin:4px 0 10px}
 table{border-collapse:collapse;font-size:13px}
 th,td{border-bottom:1px solid #e3e6ea;padding:3px 10px;text-align:left;vertical-align:top;
-overflow-wrap:anywhere}
-th{background:#f0f2f5}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+overflow-wrap:break-word}
+th{background:#f0f2f5;white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .facts td:first-child{color:#555}
 .plots{display:flex;flex-wrap:wrap;gap:8px}
 .plots img{width:560px;max-width:100%}
@@ -532,10 +532,14 @@ def sweep_jobs(sweep_dir: Path) -> list[dict]:
     from ganctl.evaluation import LOWER_IS_BETTER
 
     jobs = []
-    for job in sorted(p for p in sweep_dir.iterdir() if (p / rundir.CONFIG_FILE).is_file()):
+    # A job that failed before training (bad data, a model that cannot take it) has only its
+    # status file: it is listed too, with why it failed.
+    for job in sorted(p for p in sweep_dir.iterdir()
+                      if (p / rundir.CONFIG_FILE).is_file() or (p / "status.json").is_file()):
         rows, eval_rows = read_metrics(job)
         cfg = _load_config(job)
-        steps_total = cfg.train.get("steps") if cfg is not None and "train" in cfg else None
+        steps_total = (cfg.train.get("steps") if cfg is not None and "train" in cfg
+                       else _hydra_task_steps(job))
         overrides = job / ".hydra" / "overrides.yaml"
         try:
             given = [str(o) for o in OmegaConf.load(overrides)] if overrides.is_file() else []
@@ -569,6 +573,14 @@ def sweep_jobs(sweep_dir: Path) -> list[dict]:
     return jobs
 
 
+def _hydra_task_steps(job: Path):
+    """train.steps of a job that never saved its config, from Hydra's record of it."""
+    try:
+        return OmegaConf.load(job / ".hydra" / "config.yaml").train.steps
+    except Exception:  # noqa: BLE001  unknown: the table shows None
+        return None
+
+
 def build_sweep_report(sweep_dir: Path) -> str:
     jobs = sweep_jobs(sweep_dir)
     metric_names = list(dict.fromkeys(k for j in jobs for k in j["metrics"]))
@@ -581,7 +593,7 @@ def build_sweep_report(sweep_dir: Path) -> str:
         status = job["status"]
         cls = "ok" if status in ("finished", "ok") else "warn" if status.startswith("training") else "bad"
         table_rows.append([str(i), link, _e(job["overrides"]),
-                           f'<span class="{cls}">{_e(status.split(";")[0])}</span>',
+                           f'<span class="{cls}">{_e(status.split(";")[0][:300])}</span>',
                            *[_number(job["metrics"].get(m, "")) for m in metric_names],
                            _e(job["source"]), _e(f"{job['step']} of {job['steps_total']}"),
                            _e(_duration(job["wall_s"]))])

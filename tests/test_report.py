@@ -27,13 +27,15 @@ STEPS, SAMPLE_EVERY = 30, 10
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
-    """A finished two-job sweep that evaluates during training, as `ganctl train -m` leaves it."""
+    """A sweep as `ganctl train -m` leaves it: two jobs that trained and evaluated, and two that
+    failed before training (a DCGAN cannot draw the ring's 2-D points)."""
     root = tmp_path_factory.mktemp("report")
     folder = root / "sweep"
-    result = ganctl("train", "-m", *RING, f"train.steps={STEPS}", f"train.sample_every={SAMPLE_EVERY}",
+    ring = [a.replace("model=mlp", "model=mlp,dcgan") for a in RING]
+    result = ganctl("train", "-m", *ring, f"train.steps={STEPS}", f"train.sample_every={SAMPLE_EVERY}",
                     "train.checkpoint_every=10", "train.eval_every=10", "train.eval_num=256",
                     "seed=0,1", f"hydra.sweep.dir={folder}", cwd=root)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1 and "2 ok, 2 failed" in result.stdout, result.stderr
     assert f"report: {folder / 'report.html'}" in result.stdout
     return folder
 
@@ -75,6 +77,11 @@ def test_each_run_and_the_sweep_end_with_a_self_contained_report(sweep):
     listed = re.findall(r'<a href="([^"/]+)/report.html"', page)
     assert listed == sorted(last_fid, key=last_fid.get)
     assert "sorted by fid, best first" in page
+    rows = re.findall(r"<tr><td>(\d+)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td>", page)
+    assert [r[0] for r in rows] == ["1", "2", "3", "4"]
+    assert all("model=mlp" in r[2] and "finished" in r[3] for r in rows[:2])
+    assert all("model=dcgan" in r[2] and "failed" in r[3] and "needs image data" in
+               " ".join(r[3].split()) for r in rows[2:])                 # jobs without metrics last
     for job in jobs(sweep):
         assert _data_uri(sorted((job / "samples").glob("step_*.png"))[-1].read_bytes()) in page
 
