@@ -109,7 +109,12 @@ def test_every_format_loads_without_ganctl_and_equals_ganctl_sample(run_dir, tmp
     (["format=tflite", "out=EXISTING"], r"out=\S+ already exists; ganctl export never overwrites"),
     (["checkpoint=latest"], r"checkpoint=latest is not a checkpoint: give a step number"),
 ])
-def test_bad_export_input_is_one_paragraph_and_writes_nothing(run_dir, tmp_path, args, message):
+def test_bad_export_input_is_one_paragraph_and_writes_nothing(tmp_path, args, message):
+    # Every one of these is refused before a checkpoint is read: a run's config is enough.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("dataset: {_target_: ganctl.datasets.mnist.MNIST}\n"
+                                         "model: {}\ntrain: {steps: 2}\n")
     existing = tmp_path / "gen.tflite"
     existing.write_bytes(b"keep me")
     args = [a.replace("EXISTING", str(existing)) for a in args]
