@@ -141,7 +141,21 @@ def training_status(run_dir: Path, steps_done: int, steps_total: int | None) -> 
 
 
 def _being_trained(run_dir: Path) -> bool:
-    """`ganctl train` holds an exclusive lock on the run folder while it trains."""
+    """`ganctl train` holds an exclusive lock on the run folder while it trains.
+
+    Linux lists every lock in /proc/locks, so a report only reads; elsewhere it tries the lock
+    for an instant (a `ganctl train resume=` starting in that instant would be refused)."""
+    try:
+        st = os.stat(run_dir)
+        held = Path("/proc/locks").read_text()
+    except OSError:
+        return _lock_taken(run_dir)
+    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    return any(len(f) > 5 and f[1] == "FLOCK" and f[5] == ident
+               for f in (line.split() for line in held.splitlines()))
+
+
+def _lock_taken(run_dir: Path) -> bool:
     try:
         fd = os.open(run_dir, os.O_RDONLY)
     except OSError:
