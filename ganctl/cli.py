@@ -33,6 +33,8 @@ commands:
   train    train a GAN            ganctl train dataset=mnist model=dcgan loss=ns
   sample   images from a run      ganctl sample run=outputs/<date>/<time> num=64
   eval     score a run            ganctl eval run=outputs/<date>/<time>
+  report   an HTML page of a run  ganctl report run=outputs/<date>/<time>   (or sweep=<dir>)
+  export   ship the generator     ganctl export run=outputs/<date>/<time> format=savedmodel|tflite|keras
 
 Each command is a Hydra app: `ganctl train --help` lists its config groups and options,
 `-m` sweeps (ganctl train -m loss=ns,lsgan seed=0,1), `--cfg job` prints the composed config,
@@ -46,7 +48,8 @@ ganctl {__version__}
 """
 
 COMMANDS = {"train": "ganctl.commands.train", "sample": "ganctl.commands.sample",
-            "eval": "ganctl.commands.evaluate"}
+            "eval": "ganctl.commands.evaluate", "report": "ganctl.commands.report",
+            "export": "ganctl.commands.export"}
 _sweep_failed = False
 
 
@@ -128,6 +131,11 @@ class SweepSummary(Callback):
         for name, status, error in rows:
             print(f"  {status:6s} {name}" + (f"  ({error.splitlines()[0][:160]})" if error else ""))
         _sweep_failed = bool(failed)
+        from ganctl.reporting import write_report_quietly
+
+        report = write_report_quietly(sweep_dir, sweep=True)
+        if report is not None:
+            print(f"report: {report}")
 
 
 def _hydra_app(command: str):
@@ -149,7 +157,7 @@ def _precheck(command: str, args: list[str]) -> list[str]:
     # A sweep job's folder is named like `0_loss=ns,seed=1`: as it stands, Hydra would read the
     # commas and '=' as override syntax, so a run folder is passed on to Hydra quoted.
     args = [f"{a.split('=', 1)[0]}={_quoted(_unquoted(a.split('=', 1)[1]))}"
-            if a.split("=", 1)[0] in ("resume", "run") else a for a in args]
+            if a.split("=", 1)[0] in ("resume", "run", "sweep") else a for a in args]
     if command == "train":
         resume = [_unquoted(a.split("=", 1)[1]) for a in args if a.startswith("resume=")]
         if resume:
@@ -191,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     command, args = argv[0], argv[1:]
     try:
         if command not in COMMANDS:
-            raise UserError(f"unknown command '{command}'. Commands are: train, sample, eval "
+            raise UserError(f"unknown command '{command}'. Commands are: {', '.join(COMMANDS)} "
                             "(ganctl --help shows an example of each).")
         args = _precheck(command, args)
         from ganctl.validate import precheck

@@ -39,9 +39,10 @@ def fraction(default):
     return _rule(default, "in [0, 1)", lambda v: 0 <= v < 1)
 
 
-def one_of(default, choices: tuple):
+def one_of(default, choices: tuple, described: str | None = None):
+    """One of `choices`; `described` says what they are, for the message (else they are listed)."""
     return _rule(default, "one of: " + ", ".join(map(str, choices)), lambda v: v in choices,
-                 choices=choices)
+                 choices=choices, described=described)
 
 
 STRATEGIES = ("auto", "single", "mirrored", "multi_worker")
@@ -51,6 +52,7 @@ AUGMENTS = ("none", "diffaug")
 SAMPLE_FORMATS = ("grid", "png", "npz", "gif", "dataset")
 FEATURES = ("auto", "classifier", "inception", "pixels")
 SPLITS = ("train", "test")
+EXPORT_FORMATS = ("savedmodel", "tflite", "keras")
 
 
 
@@ -208,6 +210,23 @@ class EvalConfig:
     cas_epochs: int = positive(3)       # cas: epochs of each classifier (synthetic and real)
 
 
+@dataclass
+class ReportConfig:
+    run: Optional[str] = None           # a run directory -> <run>/report.html
+    sweep: Optional[str] = None         # ...or a multirun directory -> <sweep>/report.html
+
+
+@dataclass
+class ExportConfig:
+    run: str = MISSING                  # run directory
+    format: str = one_of("savedmodel", EXPORT_FORMATS, "an export format. Formats: savedmodel (a "
+                         "TensorFlow SavedModel folder), tflite (one .tflite file), keras (a "
+                         ".keras file of the generator)")
+    out: Optional[str] = None           # default: <run>/export/generator_step<N>.<format>
+    checkpoint: Optional[str] = None    # a step, or best (train.eval_every's); default the latest
+    ema: bool = True
+
+
 GROUP_SCHEMAS = {"dataset": DatasetConfig, "model": ModelConfig, "loss": LossConfig}
 
 
@@ -300,6 +319,8 @@ def register_configs() -> None:
     cs.store(name="base_eval", node=EvalConfig)
     for name, schema in DATASET_SCHEMAS.items():
         cs.store(group="schema/dataset", name=name, node=schema)
+    cs.store(name="base_report", node=ReportConfig)
+    cs.store(name="base_export", node=ExportConfig)
 
 
 # --- Checking a composed config: each field's rule, then the rules that join fields -----------
@@ -322,6 +343,8 @@ def check_values(node, schema: type, prefix: str = "") -> None:
         ok = spec.metadata.get("ok")
         if ok is None or value is None or ok(value):
             continue
+        if spec.metadata.get("described"):
+            raise UserError(f"{key}={value} is not {spec.metadata['described']}.")
         if "choices" in spec.metadata:
             raise UserError(f"{key}={value} is not one of: "
                             f"{', '.join(map(str, spec.metadata['choices']))}.")
@@ -388,3 +411,18 @@ def check_eval(cfg) -> None:
     if chosen == ["fake"] and not (cfg.fake and cfg.real) and list(cfg.metrics) != ["is"]:
         raise UserError("fake= and real= go together: give both (real may be a dataset name such "
                         "as mnist), or metrics=[is] with fake= alone.")
+
+
+def check_report(cfg) -> None:
+    """`ganctl report` writes one page: a run's or a sweep's."""
+    check_values(cfg, ReportConfig)
+    chosen = [k for k in ("run", "sweep") if cfg[k]]
+    if len(chosen) != 1:
+        raise UserError("ganctl report writes one report: give run=<run dir> (e.g. "
+                        "outputs/<date>/<time>) or sweep=<multirun dir> (e.g. "
+                        "outputs/multirun/<date>/<time>)"
+                        f"{', not both' if len(chosen) > 1 else ''}.")
+
+
+def check_export(cfg) -> None:
+    check_values(cfg, ExportConfig)

@@ -19,6 +19,8 @@ LOG_FILE = "train.log"               # Hydra's job log, named after the job
 STATUS_FILE = "status.json"          # sweep jobs: ok / failed / interrupted, for the summary
 EVAL_DIR = "eval"                    # `ganctl eval run=` results
 EVAL_FILE = "metrics.json"
+EXPORT_DIR = "export"                # `ganctl export`'s default folder
+EXPORT_LOG = "exports.jsonl"         # under EXPORT_DIR: one line per export, wherever it went
 
 
 def parse_checkpoint(value) -> int | str | None:

@@ -57,10 +57,8 @@ def precheck(command: str, args: list[str]) -> None:
             from ganctl.core.components import check_components  # imports the targets
 
             check_components(cfg)
-        elif command == "sample":
-            check_sample_config(cfg)
         else:
-            check_eval_config(cfg)
+            CHECKS[command](cfg)
 
 
 def _expand(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -152,6 +150,23 @@ def check_eval_config(cfg: DictConfig) -> None:
     schemas.check_eval(cfg)
     if list(cfg.metrics) != ["auto"]:
         check_metric_names(cfg.metrics)
+
+
+def check_report_config(cfg: DictConfig) -> None:
+    _check_required(cfg)
+    _check_known_keys(cfg, schemas.ReportConfig, "")
+    schemas.check_report(cfg)
+
+
+def check_export_config(cfg: DictConfig) -> None:
+    _check_required(cfg)
+    _check_known_keys(cfg, schemas.ExportConfig, "")
+    parse_checkpoint(cfg.checkpoint)
+    schemas.check_export(cfg)
+
+
+CHECKS = {"sample": check_sample_config, "eval": check_eval_config,
+          "report": check_report_config, "export": check_export_config}
 
 
 def run_classes(run: str) -> tuple[int, tuple[str, ...], str] | None:

@@ -21,7 +21,7 @@ LAYERS = [
     ("images", "rundir", "replicas", "registry"),           # small shared facts
     ("datasets", "models", "losses", "metrics"),            # the parts
     ("core",),                                              # build, generate, checkpoint, state
-    ("evaluation",),                                        # score sets of samples
+    ("evaluation", "reporting", "exporting"),               # score, show and ship a run
     ("training",),                                          # the loop and its step
     ("validate", "commands", "cli", "bench", "__main__", "__init__"),   # thin shells at the top
 ]

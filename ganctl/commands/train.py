@@ -35,7 +35,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
     # Other workers of a multi-worker run share the chief's run folder but never write to it.
     with _only_writer(run_dir) if is_chief_process() else contextlib.nullcontext():
-        result = train(cfg, run_dir, resuming=resuming)
+        with _report_when_done(run_dir, is_chief_process()):
+            result = train(cfg, run_dir, resuming=resuming)
     sweeper = _optuna_sweeper()
     return result if sweeper is None else optuna_objective(result, sweeper.direction)
 
@@ -63,6 +64,28 @@ def optuna_objective(result: dict, direction) -> float:
                         f"but the study's direction is {direction}; set "
                         f"hydra.sweeper.direction={wanted}.")
     return float(best["value"])
+
+
+@contextlib.contextmanager
+def _report_when_done(run_dir: Path, chief: bool):
+    """report.html at the end of every run: finished, stopped by a signal, or diverged.
+
+    Only once training has begun, which the loop marks by (re)writing config.yaml: a run that
+    failed before (bad data, a checkpoint that does not fit) is left exactly as it was, and a
+    new one's folder can still be removed."""
+    config = run_dir / rundir.CONFIG_FILE
+    before = config.stat().st_mtime_ns if config.is_file() else None
+    status = "finished"
+    try:
+        yield
+    except BaseException as err:
+        status = str(err).split(". Continue with")[0] or type(err).__name__
+        raise
+    finally:
+        if chief and config.is_file() and config.stat().st_mtime_ns != before:
+            from ganctl.reporting import write_report_quietly
+
+            write_report_quietly(run_dir, status)
 
 
 @contextlib.contextmanager

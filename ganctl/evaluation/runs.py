@@ -88,7 +88,7 @@ def gather_sweep(sweep_dir: Path, cfg: DictConfig) -> dict:
     sort_by = cfg.sort_by or next(k for k in rows[0] if k not in ("job", "overrides", "step"))
     if sort_by not in rows[0]:
         raise UserError(f"sort_by={sort_by} is not a column; columns: {', '.join(rows[0])}.")
-    rows.sort(key=lambda r: _sort_value(r.get(sort_by), sort_by in LOWER_IS_BETTER))
+    rows.sort(key=lambda r: sort_value(r.get(sort_by), sort_by in LOWER_IS_BETTER))
     columns = list(dict.fromkeys(k for r in rows for k in r))
     with open(sweep_dir / "eval_summary.csv", "w", newline="") as file:
         writer = csv.DictWriter(file, columns)
@@ -101,7 +101,7 @@ def gather_sweep(sweep_dir: Path, cfg: DictConfig) -> dict:
     return {"rows": rows, "sort_by": sort_by}
 
 
-def _sort_value(value, ascending: bool) -> float:
+def sort_value(value, ascending: bool) -> float:
     if not isinstance(value, (int, float)) or math.isnan(value):
         return math.inf
     return value if ascending else -value

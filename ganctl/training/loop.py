@@ -23,6 +23,7 @@ from ganctl.errors import Interrupted, TrainingDiverged, UserError
 from ganctl.images import save_snapshot, snapshot_columns
 from ganctl.models.common import is_conditional
 from ganctl.replicas import is_chief_process, replicas
+from ganctl.training.tb_summaries import write_image
 from ganctl.training.distribute import check_strategy, make_strategy
 from ganctl.training.metrics_log import MetricsLog
 from ganctl.training.periodic_eval import PeriodicEval
@@ -64,7 +65,8 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
              state.discriminator.count_params())
 
     # --- Snapshots: the reals, and a fixed z so grids are comparable across steps --------------
-    snapshots = _Snapshots(cfg, dataset, state, run_dir / rundir.SAMPLES_DIR, chief)
+    metrics = MetricsLog(run_dir) if chief else None  # metrics.jsonl and TensorBoard
+    snapshots = _Snapshots(cfg, dataset, state, run_dir / rundir.SAMPLES_DIR, metrics)
     if chief and not resuming:
         snapshots.reals(first_real[0].numpy(), run_dir / rundir.REALS_FILE)
     if start_step == 0:
@@ -75,7 +77,7 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     # --- Loop -------------------------------------------------------------------------------------
     train_step = make_train_step(state)
     periodic_eval = PeriodicEval(cfg, dataset, checkpoints.directory, chief, **state.trackables())
-    loop = _Loop(cfg, state, checkpoints, batches, snapshots, periodic_eval, run_dir, chief)
+    loop = _Loop(cfg, state, checkpoints, batches, snapshots, periodic_eval, metrics, run_dir)
     started = time.perf_counter()
     loop.run(train_step, first_real, start_step)
 
@@ -124,11 +126,12 @@ class _Batches:
 
 
 class _Snapshots:
-    """Grids of one fixed batch of noise (a class-conditional G draws one class per row)."""
+    """Grids of one fixed batch of noise (a class-conditional G draws one class per row), as
+    PNG files and TensorBoard images; only the chief (which has `metrics`) writes them."""
 
-    def __init__(self, cfg, dataset, state: TrainingState, folder: Path, chief: bool):
+    def __init__(self, cfg, dataset, state: TrainingState, folder: Path, metrics):
         grid = cfg.train.sample_grid
-        self.state, self.folder, self.chief = state, folder, chief
+        self.state, self.folder, self.metrics = state, folder, metrics
         self.z = np.random.default_rng(cfg.train.seed).standard_normal(
             (grid, cfg.model.z_dim)).astype(np.float32)
         columns = snapshot_columns(grid)
@@ -143,20 +146,23 @@ class _Snapshots:
         save_snapshot(reals, path, real_points=None if self.real_points is None else reals)
 
     def __call__(self, at_step: int) -> None:
-        if self.chief:
-            save_snapshot(generate(self.state.sampler, self.z, self.labels),
-                          self.folder / f"step_{at_step:06d}.png", real_points=self.real_points)
+        if self.metrics is None:
+            return
+        grid = save_snapshot(generate(self.state.sampler, self.z, self.labels),
+                             self.folder / f"step_{at_step:06d}.png", real_points=self.real_points)
+        write_image(self.metrics.writer, "samples", grid, at_step,
+                    "fixed-noise grid (EMA G if kept)")
 
 
 class _Loop:
     """The steps from start to train.steps, with what happens between them: logging, snapshots,
     evaluation, checkpoints, the NaN guard and stopping on a signal."""
 
-    def __init__(self, cfg, state, checkpoints, batches, snapshots, periodic_eval, run_dir, chief):
+    def __init__(self, cfg, state, checkpoints, batches, snapshots, periodic_eval, metrics,
+                 run_dir):
         self.t, self.state, self.checkpoints = cfg.train, state, checkpoints
         self.batches, self.snapshots, self.periodic_eval = batches, snapshots, periodic_eval
-        self.run_dir, self.chief = run_dir, chief
-        self.metrics = MetricsLog(run_dir) if chief else None
+        self.metrics, self.run_dir, self.chief = metrics, run_dir, metrics is not None
         self.rollbacks = 0
 
     def run(self, train_step, real_batch, start_step: int) -> None:

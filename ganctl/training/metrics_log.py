@@ -8,6 +8,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from ganctl import rundir
+from ganctl.training.tb_summaries import metrics_table, write_text
 
 # tf.summary.scalar needs the tensorboard package; tf.summary.write with the scalars plugin's
 # metadata writes the same event records without it, and TensorBoard reads them as scalars.
@@ -28,6 +29,9 @@ class MetricsLog:
             for key, value in row.items():
                 if key != "step" and isinstance(value, (int, float)):
                     tf.summary.write(key, tf.constant(value, tf.float32), metadata=_SCALAR_METADATA)
+        evaluated = {k: v for k, v in row.items() if k.startswith("eval/")}
+        if evaluated:  # the evaluation also as one table in TensorBoard's text dashboard
+            write_text(self.writer, "eval", metrics_table(evaluated), step)
 
     def close(self) -> None:
         self.file.close()
