@@ -64,3 +64,11 @@ def shipped_node(schema: type, yaml_path, *overrides):
     from ganctl.config import load_option
 
     return load_option(schema, yaml_path, *overrides)
+
+
+def build_loss(path, **overrides):
+    """Build a loss as `ganctl train` does: the YAML merged into its schema, then built."""
+    from ganctl import registry
+    from ganctl.config import LossConfig
+
+    return registry.build(shipped_node(LossConfig, path, overrides), "loss", schema=LossConfig)
