@@ -63,6 +63,10 @@ class TrainConfig:
     d_beta1: float = 0.5
     d_beta2: float = 0.999
     ema: float = 0.999                  # decay of G's weight average used for samples; 0 disables
+    # The average's half-life in thousands of images instead of train.ema's fixed decay, at most
+    # ema_rampup x the images seen so far (StyleGAN's ema_kimg / ema_rampup; training/ema.py).
+    ema_kimg: Optional[float] = None
+    ema_rampup: Optional[float] = None
     log_every: int = 50
     sample_every: int = 500
     checkpoint_every: int = 500
@@ -96,6 +100,7 @@ class TrainRunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     resume: Optional[str] = None        # run directory to continue
+    recipe: Optional[str] = None        # set by the conf/recipe/<dataset>_<model>.yaml that applied
 
 
 @dataclass
