@@ -24,7 +24,7 @@ _POSITIVE = ["train.steps", "train.batch_size", "train.log_every", "train.sample
              "train.checkpoint_every", "train.keep_checkpoints", "train.sample_grid",
              "train.nan_retries", "train.steps_per_call", "loss.d_steps_per_g_step", "model.z_dim",
              "model.generator.width", "model.discriminator.width"]
-_POSITIVE_FLOAT = ["train.g_lr", "train.d_lr"]
+_POSITIVE_FLOAT = ["train.g_lr", "train.d_lr", "train.ema_kimg", "train.ema_rampup"]
 _UNIT_INTERVAL = ["train.g_beta1", "train.g_beta2", "train.d_beta1", "train.d_beta2", "train.ema",
                   "model.generator.dropout", "model.discriminator.dropout"]
 _CHOICES = {"train.on_nan": ("stop", "rollback"), "dataset.on_bad_file": ("skip", "error"),
@@ -159,6 +159,10 @@ def check_train_config(cfg: DictConfig) -> None:
                         f"penalty ({', '.join(penalties)}); set model.discriminator.batch_norm=false "
                         "or drop the penalty.")
     _check_speed_options(cfg)
+    from ganctl.training.ema import check_ema  # no TF at module level
+
+    if problem := check_ema(cfg.train):
+        raise UserError(problem)
 
 
 def check_optuna_objective(cfg: DictConfig) -> None:

@@ -19,6 +19,7 @@ from ganctl.models.common import is_conditional
 from ganctl.training import rundir
 from ganctl.training.augment import make_augment
 from ganctl.training.checkpoints import Checkpoints, rng_states
+from ganctl.training.ema import ema_schedule
 from ganctl.training.distribute import (check_strategy, is_chief_process, make_strategy,
                                         replicas, synchronize_batch_norm)
 from ganctl.training.components import (build_dataset, build_discriminator, build_generator,
@@ -133,7 +134,7 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     train_step = make_train_step(
         generator=generator, discriminator=discriminator, ema_generator=ema_generator, loss=loss,
         g_optimizer=g_optimizer, d_optimizer=d_optimizer, seed_generator=seed_generator,
-        z_dim=cfg.model.z_dim, ema_decay=t.ema, step=step,
+        z_dim=cfg.model.z_dim, ema_decay=ema_schedule(t, images_per_step), step=step,
         first_nonfinite_step=first_nonfinite_step, jit_compile=t.jit_compile,
         update_rule=t.update_rule, joint_d_call=t.joint_d_call, steps_per_call=t.steps_per_call,
         augment=make_augment(t.augment_policy if t.augment == "diffaug" else "none", seed_generator),

@@ -14,6 +14,7 @@ from keras import ops
 from ganctl.errors import UserError
 from ganctl.models.common import is_conditional
 from ganctl.training.distribute import per_replica_loss, replica_rows, replica_slice
+from ganctl.training.ema import fixed_decay
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 UPDATES = ("alternating", "simultaneous")
@@ -66,7 +67,7 @@ def make_optimizer(learning_rate: float, beta_1: float, beta_2: float, precision
 
 
 def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimizer, d_optimizer,
-                    seed_generator, z_dim: int, ema_decay: float, step, first_nonfinite_step,
+                    seed_generator, z_dim: int, ema_decay, step, first_nonfinite_step,
                     jit_compile: bool = False, update_rule: str = "alternating",
                     joint_d_call: bool = False, steps_per_call: int = 1, augment=None,
                     strategy=None):
@@ -175,10 +176,11 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
         g_optimizer.apply(g_grads, generator.trainable_variables)
         return d_loss, g_loss, penalty, real_logits, fake_logits
 
+    # ema_decay: a number (TF's num_updates warm-up) or a rule step -> decay (training/ema.py).
+    decay_of = ema_decay if callable(ema_decay) else fixed_decay(ema_decay)
+
     def update_ema():
-        # Warm-up (TF's num_updates rule) so early samples are not dominated by the random init.
-        t = ops.cast(step, "float32")
-        decay = ops.minimum(ema_decay, (1.0 + t) / (10.0 + t))
+        decay = decay_of(step)
         for ema_weight, weight in zip(ema_generator.weights, generator.weights):
             if weight.trainable:
                 ema_weight.assign(decay * ema_weight + (1.0 - decay) * weight)
