@@ -34,6 +34,10 @@ class NetworkConfig:
     batch_norm: bool = False
     dropout: float = 0.0
     spectral_norm: bool = False         # discriminator: spectral normalisation (Miyato et al. 2018)
+    # discriminator, mode coverage (ganctl/models/mode_coverage.py): judge packs of N samples
+    # (PacGAN, Lin et al. 2018; 1 is off), and a minibatch-stddev feature (Karras et al. 2018).
+    pack: int = 1
+    minibatch_std: bool = False
 
 
 @dataclass

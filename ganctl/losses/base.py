@@ -62,7 +62,9 @@ def r1_penalty(discriminator, real_images, r1_weight: float):
     with tf.GradientTape() as tape:
         tape.watch(real_images)
         # Summing is safe: each example's output depends only on that example (no batch norm).
-        logits = ops.sum(ops.cast(discriminator(real_images, training=True), "float32"))
+        values = discriminator(real_images, training=True)
+        logits = ops.sum(ops.cast(values, "float32"))
     gradients = tape.gradient(logits, real_images)
-    gradients = ops.reshape(gradients, (ops.shape(gradients)[0], -1))
+    # One squared norm per verdict: per example, or per pack (model.discriminator.pack).
+    gradients = ops.reshape(gradients, (ops.shape(values)[0], -1))
     return 0.5 * r1_weight * ops.mean(ops.sum(ops.square(gradients), axis=1))

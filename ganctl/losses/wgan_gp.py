@@ -51,9 +51,11 @@ class WassersteinGP(Loss):
             tape.watch(interpolated)
             # Summing is safe: each example's critic value depends only on that example
             # (the critic must not use batch norm, which WGAN-GP forbids anyway).
-            critic = ops.sum(ops.cast(discriminator(interpolated, training=True), "float32"))
+            values = discriminator(interpolated, training=True)
+            critic = ops.sum(ops.cast(values, "float32"))
         gradients = tape.gradient(critic, interpolated)
-        gradients = ops.reshape(gradients, (ops.shape(gradients)[0], -1))
+        # One norm per verdict: per example, or per pack of model.discriminator.pack examples.
+        gradients = ops.reshape(gradients, (ops.shape(values)[0], -1))
         # The epsilon keeps sqrt differentiable where the gradient is exactly zero.
         norms = ops.sqrt(ops.sum(ops.square(gradients), axis=1) + 1e-12)
         return self.gp_weight * ops.mean(ops.square(norms - 1.0))

@@ -9,6 +9,7 @@ from keras import layers
 
 from ganctl.errors import UserError
 from ganctl.models.common import Dropout, check_network, output_activation, spectral_normalized
+from ganctl.models.mode_coverage import MinibatchStd
 
 # 4x4 kernels divide evenly by the stride of 2, which avoids the checkerboard pattern that
 # uneven overlap of transposed convolutions produces (Odena et al. 2016).
@@ -86,26 +87,30 @@ def upsample(code, image_shape, *, bounded: bool, width: int, batch_norm: bool):
 
 def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64,
                         batch_norm: bool = False, dropout: float = 0.0,
-                        spectral_norm: bool = False) -> keras.Model:
+                        spectral_norm: bool = False, minibatch_std: bool = False) -> keras.Model:
     """(H, W, C) images -> stride-2 convs down to the base grid -> Dense(1) raw logits.
 
     Batch norm is off by default: WGAN-GP's per-example gradient penalty forbids it.
     """
     images = keras.Input(shape=tuple(int(d) for d in image_shape), name="images")
     features = downsample(images, image_shape, width=width, batch_norm=batch_norm,
-                          dropout=dropout, spectral_norm=spectral_norm)
+                          dropout=dropout, spectral_norm=spectral_norm,
+                          minibatch_std=minibatch_std)
     logits = spectral_normalized(layers.Dense(1, name="logits"), spectral_norm)(features)
     return keras.Model(images, logits, name="discriminator")
 
 
 def downsample(images, image_shape, *, width: int, batch_norm: bool, dropout: float,
-               spectral_norm: bool):
-    """The discriminator body: (B, H, W, C) images -> (B, features), flattened."""
+               spectral_norm: bool, minibatch_std: bool = False):
+    """The discriminator body: (B, H, W, C) images -> (B, features), flattened.
+    minibatch_std: the minibatch-stddev feature map joins before the last conv (Karras et al.)."""
     check_network("model.discriminator", width, dropout=dropout)
     _, _, doublings = upsampling_plan(image_shape)
     x = images
     for level in range(doublings):
         name = f"down{level + 1}"
+        if minibatch_std and level == doublings - 1:
+            x = MinibatchStd(name="minibatch_std")(x)
         # No batch norm on the first layer (Radford et al.): it sees the raw image statistics.
         normalise = batch_norm and level > 0
         conv = layers.Conv2D(_channels(width, level), KERNEL_SIZE, strides=2, padding="same",

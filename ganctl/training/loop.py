@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ganctl.errors import Interrupted, TrainingDiverged, UserError
 from ganctl.models.common import is_conditional
+from ganctl.models.mode_coverage import check_pack
 from ganctl.training import rundir
 from ganctl.training.augment import make_augment
 from ganctl.training.checkpoints import Checkpoints, rng_states
@@ -45,6 +46,7 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     precision = resolve_precision(t.precision, device)  # the dtype policy the networks get
     check_strategy(strategy, batch_size=t.batch_size, jit_compile=t.jit_compile)
+    check_pack(cfg.model.discriminator.get("pack", 1), t.batch_size, replicas(strategy))
     # Only the chief writes (config, logs, snapshots, checkpoints, export); other workers compute.
     chief = is_chief_process()
     log.info("precision %s (train.precision=%s) on %s, %d replica(s) (train.strategy=%s)%s",

@@ -13,6 +13,7 @@ from keras import ops
 
 from ganctl.errors import UserError
 from ganctl.models.common import is_conditional
+from ganctl.models.mode_coverage import couples_examples
 from ganctl.training.distribute import per_replica_loss, replica_rows, replica_slice
 from ganctl.training.ema import fixed_decay
 
@@ -99,9 +100,9 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
         raise UserError("train.update_rule=simultaneous updates D and G from the same forward "
                         f"pass, so it needs loss.d_steps_per_g_step=1 (got {d_steps}); use "
                         "train.update_rule=alternating with this loss.")
-    # Batch norm would mix real and fake statistics; without it one D call on both halves is
+    # Batch norm (or minibatch std) would mix real and fake statistics; without it one D call on both halves is
     # equivalent (dropout masks are drawn per element either way) and cheaper.
-    joint_d_call = joint_d_call and not has_batch_norm(discriminator)
+    joint_d_call = joint_d_call and not couples_examples(discriminator)
     conditional = check_conditional_pair(generator, discriminator)
 
     def fakes(labels, training=True):
