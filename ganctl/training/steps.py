@@ -22,10 +22,6 @@ UPDATES = ("alternating", "simultaneous")
 VALUES = ("d_loss", "g_loss", "gp", "d_real", "d_fake")  # what a step returns, all float32
 
 
-def has_batch_norm(model: keras.Model) -> bool:
-    return any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
-
-
 def cpu_has_bf16() -> bool:
     """True when the CPU multiplies bfloat16 natively (AVX512_BF16 or AMX), read from Linux's
     /proc/cpuinfo. Without these, oneDNN emulates bf16 and mixed precision is slower."""
@@ -100,8 +96,8 @@ def make_train_step(*, generator, discriminator, ema_generator, loss, g_optimize
         raise UserError("train.update_rule=simultaneous updates D and G from the same forward "
                         f"pass, so it needs loss.d_steps_per_g_step=1 (got {d_steps}); use "
                         "train.update_rule=alternating with this loss.")
-    # Batch norm (or minibatch std) would mix real and fake statistics; without it one D call on both halves is
-    # equivalent (dropout masks are drawn per element either way) and cheaper.
+    # Batch norm or minibatch std would mix real and fake statistics; without them one D call on
+    # both halves is equivalent (dropout masks are drawn per element either way) and cheaper.
     joint_d_call = joint_d_call and not couples_examples(discriminator)
     conditional = check_conditional_pair(generator, discriminator)
 
