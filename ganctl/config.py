@@ -38,6 +38,7 @@ class NetworkConfig:
     # (PacGAN, Lin et al. 2018; 1 is off), and a minibatch-stddev feature (Karras et al. 2018).
     pack: int = 1
     minibatch_std: bool = False
+    upsampling: str = "transposed"      # dcgan/cdcgan generator: transposed | resize (+3x3 conv)
 
 
 @dataclass

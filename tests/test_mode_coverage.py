@@ -64,7 +64,7 @@ def test_both_switches_train_with_every_loss_and_diffaug(loss, compose_cfg, data
     penalty (wgan_gp's gradient penalty per pack) plus R1, and finite losses throughout."""
     from ganctl.training.loop import train
 
-    cfg = compose_cfg(["model=dcgan", "dataset=mnist", f"loss={loss}", "train.steps=2",
+    cfg = compose_cfg(["model=mlp", "dataset=mnist", f"loss={loss}", "train.steps=2",
                        "loss.d_steps_per_g_step=1", "train.augment=diffaug",
                        *(["loss.r1_weight=1.0"] if loss != "wgan_gp" else ["loss.gp_weight=10"]),
                        SWITCHES["pack"], SWITCHES["minibatch_std"], *data_overrides["mnist"]])
@@ -125,3 +125,20 @@ def test_a_pack_that_does_not_fit_is_one_clear_error(pack, batch, compose_cfg, d
     text = str(err.value)
     assert f"model.discriminator.pack={pack}" in text and "\n" not in text
     assert (f"train.batch_size={batch}" in text) if pack else ">= 1" in text
+
+
+def test_resize_upsampling_builds_the_same_shapes_without_transposed_convs():
+    """model.generator.upsampling=resize: nearest 2x + 3x3 conv at every doubling (dcgan, cdcgan)."""
+    import keras
+
+    from ganctl.models import cdcgan, dcgan
+
+    for shape in [(28, 28, 1), (32, 32, 3)]:
+        g = dcgan.build_generator(z_dim=8, image_shape=shape, width=8, upsampling="resize")
+        assert g.output_shape[1:] == shape
+        assert not any(isinstance(x, keras.layers.Conv2DTranspose) for x in g.layers)
+    c = cdcgan.build_generator(z_dim=8, image_shape=(28, 28, 1), num_classes=10, width=8,
+                               upsampling="resize")
+    assert c.output_shape[1:] == (28, 28, 1)
+    with pytest.raises(UserError, match="upsampling=bilinear is not one of: transposed, resize"):
+        dcgan.build_generator(z_dim=8, image_shape=(28, 28, 1), upsampling="bilinear")

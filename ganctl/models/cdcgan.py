@@ -19,7 +19,8 @@ def check_labelled(num_classes: int) -> None:
 
 
 def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: bool = True,
-                    width: int = 64, batch_norm: bool = True) -> keras.Model:
+                    width: int = 64, batch_norm: bool = True,
+                    upsampling: str = "transposed") -> keras.Model:
     """[z (B, z_dim), labels (B,)] -> (H, W, C) images.
 
     The embedding is as wide as z, so the label is not a minority of G's input.
@@ -29,7 +30,8 @@ def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: b
     labels = keras.Input(shape=(), dtype="int32", name="labels")
     label_code = layers.Embedding(num_classes, z_dim, name="label_embedding")(labels)
     code = layers.Concatenate(name="z_and_label")([z, label_code])
-    images = upsample(code, image_shape, bounded=bounded, width=width, batch_norm=batch_norm)
+    images = upsample(code, image_shape, bounded=bounded, width=width, batch_norm=batch_norm,
+                      upsampling=upsampling)
     return keras.Model([z, labels], images, name="generator")
 
 

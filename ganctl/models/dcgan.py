@@ -16,6 +16,7 @@ from ganctl.models.mode_coverage import MinibatchStd
 KERNEL_SIZE = 4
 MAX_BASE = 32
 WORKING_SIZES = "28, 32, 64, 100, 128, 256"
+UPSAMPLINGS = ("transposed", "resize")
 
 
 def upsampling_plan(image_shape) -> tuple[int, int, int]:
@@ -48,19 +49,28 @@ def _channels(width: int, level: int) -> int:
 
 
 def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: bool = True,
-                    width: int = 64, batch_norm: bool = True) -> keras.Model:
+                    width: int = 64, batch_norm: bool = True,
+                    upsampling: str = "transposed") -> keras.Model:
     """z (B, z_dim) -> Dense to the base grid -> stride-2 transposed convs -> (H, W, C) images.
 
+    upsampling="resize": each doubling is a nearest-neighbour 2x resize and a 3x3 conv instead
+    (Odena et al. 2016: no uneven overlap, so no checkerboard by construction).
     Unconditional: num_classes is part of the common builder signature and not used.
     """
     z = keras.Input(shape=(z_dim,), name="z")
-    images = upsample(z, image_shape, bounded=bounded, width=width, batch_norm=batch_norm)
+    images = upsample(z, image_shape, bounded=bounded, width=width, batch_norm=batch_norm,
+                      upsampling=upsampling)
     return keras.Model(z, images, name="generator")
 
 
-def upsample(code, image_shape, *, bounded: bool, width: int, batch_norm: bool):
+def upsample(code, image_shape, *, bounded: bool, width: int, batch_norm: bool,
+             upsampling: str = "transposed"):
     """The generator body: a (B, features) code -> (B, H, W, C) images."""
     check_network("model.generator", width)
+    if upsampling not in UPSAMPLINGS:
+        raise UserError(f"model.generator.upsampling={upsampling} is not one of: "
+                        f"{', '.join(UPSAMPLINGS)} (stride-2 transposed convs, or a 2x "
+                        "nearest-neighbour resize and a 3x3 conv).")
     base_height, base_width, doublings = upsampling_plan(image_shape)
     channels = int(image_shape[-1])
     base_channels = _channels(width, doublings - 1)
@@ -74,15 +84,22 @@ def upsample(code, image_shape, *, bounded: bool, width: int, batch_norm: bool):
     x = layers.Reshape((base_height, base_width, base_channels), name="reshape")(x)
     for level in range(doublings - 2, -1, -1):
         name = f"up{doublings - 1 - level}"
-        x = layers.Conv2DTranspose(_channels(width, level), KERNEL_SIZE, strides=2, padding="same",
-                                   use_bias=not batch_norm, name=name)(x)
+        x = _up(x, _channels(width, level), upsampling, use_bias=not batch_norm, name=name)
         if batch_norm:
             x = layers.BatchNormalization(name=f"{name}_bn")(x)
         x = layers.ReLU(name=f"{name}_relu")(x)
     # No batch norm on the output layer (Radford et al.): it would fix the images' statistics.
-    x = layers.Conv2DTranspose(channels, KERNEL_SIZE, strides=2, padding="same",
-                               name="to_image")(x)
+    x = _up(x, channels, upsampling, use_bias=True, name="to_image")
     return layers.Activation(output_activation(bounded), name="output")(x)
+
+
+def _up(x, channels: int, upsampling: str, *, use_bias: bool, name: str):
+    """One 2x doubling of H and W."""
+    if upsampling == "resize":
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
+        return layers.Conv2D(channels, 3, padding="same", use_bias=use_bias, name=name)(x)
+    return layers.Conv2DTranspose(channels, KERNEL_SIZE, strides=2, padding="same",
+                                  use_bias=use_bias, name=name)(x)
 
 
 def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64,
