@@ -157,9 +157,19 @@ def short_dir_name(name: str) -> str:
     return name.encode()[:MAX_DIR_NAME - 12].decode(errors="ignore") + "__" + digest
 
 
+def batch_scaled_lr(lr: float, reference_batch: int, batch: int) -> float:
+    """`lr` measured at `reference_batch`, scaled to `batch` by the square-root rule for Adam
+    (Malladi et al. 2022; measured on Fashion-MNIST, README "Quality"). A recipe writes
+    g_lr: ${ganctl_batch_lr:2e-4,64,${train.batch_size}}, so train.batch_size=256 alone also
+    scales the rates, and train.g_lr=... on the command line still wins."""
+    return float(lr) * (float(batch) / float(reference_batch)) ** 0.5
+
+
 def register_configs() -> None:
     if not OmegaConf.has_resolver("ganctl_dir_name"):
         OmegaConf.register_new_resolver("ganctl_dir_name", short_dir_name)
+    if not OmegaConf.has_resolver("ganctl_batch_lr"):
+        OmegaConf.register_new_resolver("ganctl_batch_lr", batch_scaled_lr)
     cs = ConfigStore.instance()
     # Group YAMLs merge into these typed nodes, so their keys and types are checked too.
     cs.store(name="base_train", node=TrainRunConfig)

@@ -20,7 +20,7 @@ def _set_values(path) -> dict:
 
     def walk(value, prefix):
         if OmegaConf.is_dict(value):
-            for key, child in value.items():
+            for key, child in value.items_ex(resolve=False):
                 walk(child, f"{prefix}{key}.")
         else:
             flat[prefix[:-1]] = value
@@ -43,7 +43,12 @@ def test_every_recipe_composes_applies_and_is_recorded(recipe, compose_cfg, data
     check_components(cfg)
     assert cfg.recipe == recipe
     for key, value in _set_values(CONF / "recipe" / f"{recipe}.yaml").items():
-        if key not in ("train.batch_size", "train.log_every", "train.sample_grid"):  # TINY's
+        if key in ("train.batch_size", "train.log_every", "train.sample_grid"):  # TINY's
+            continue
+        if isinstance(value, str) and value.startswith("${"):  # e.g. a batch-scaled rate
+            context = OmegaConf.create({"train": {"batch_size": cfg.train.batch_size}, "_v": value})
+            assert OmegaConf.select(cfg, key) == context._v, key
+        else:
             assert OmegaConf.select(cfg, key) == value, key
 
 
@@ -53,6 +58,19 @@ def test_the_command_line_beats_a_recipe(recipe, compose_cfg, data_overrides):
     cfg = compose_cfg([f"dataset={dataset}", f"model={model}", "train.steps=7",
                        "train.g_lr=0.000123", *data_overrides[dataset]])
     assert cfg.recipe == recipe and cfg.train.steps == 7 and cfg.train.g_lr == 0.000123
+
+
+def test_a_batch_scaled_rate_follows_the_batch_unless_given(compose_cfg, data_overrides):
+    """A recipe's ${ganctl_batch_lr:lr,64,${train.batch_size}}: sqrt scaling from batch 64."""
+    scaled = [r for r in RECIPES if "ganctl_batch_lr" in (CONF / "recipe" / f"{r}.yaml").read_text()]
+    for recipe in scaled:
+        dataset, model = PAIRS[recipe]
+        at = {b: compose_cfg([f"dataset={dataset}", f"model={model}", f"train.batch_size={b}",
+                              *data_overrides[dataset]]) for b in (64, 256)}
+        assert at[256].train.g_lr == pytest.approx(2 * at[64].train.g_lr)
+        given = compose_cfg([f"dataset={dataset}", f"model={model}", "train.batch_size=256",
+                             "train.g_lr=0.001", *data_overrides[dataset]])
+        assert given.train.g_lr == 0.001
 
 
 def test_a_pair_without_a_recipe_composes_without_one(compose_cfg, data_overrides):
