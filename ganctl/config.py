@@ -53,6 +53,7 @@ SAMPLE_FORMATS = ("grid", "png", "npz", "gif", "dataset")
 FEATURES = ("auto", "classifier", "inception", "pixels")
 SPLITS = ("train", "test")
 EXPORT_FORMATS = ("savedmodel", "tflite", "keras")
+UPSAMPLINGS = ("transposed", "resize")   # stride-2 transposed convs, or nearest 2x + 3x3 conv
 
 
 
@@ -107,6 +108,11 @@ class NetworkConfig:
     batch_norm: bool = False
     dropout: float = fraction(0.0)      # share of D's units dropped; 0 disables
     spectral_norm: bool = False         # discriminator: spectral normalisation (Miyato et al. 2018)
+    # discriminator, mode coverage (ganctl/models/mode_coverage.py): judge packs of N samples
+    # (PacGAN, Lin et al. 2018; 1 is off), and a minibatch-stddev feature (Karras et al. 2018).
+    pack: int = positive(1)
+    minibatch_std: bool = False
+    upsampling: str = one_of("transposed", UPSAMPLINGS)  # dcgan/cdcgan G; resize: 2x + 3x3 conv
 
 
 @dataclass
@@ -136,6 +142,10 @@ class TrainConfig:
     d_beta1: float = fraction(0.5)
     d_beta2: float = fraction(0.999)
     ema: float = fraction(0.999)        # decay of G's weight average used for samples; 0 disables
+    # The average's half-life in thousands of images instead of train.ema's fixed decay, at most
+    # ema_rampup x the images seen so far (StyleGAN's ema_kimg / ema_rampup; training/ema.py).
+    ema_kimg: Optional[float] = positive(None)
+    ema_rampup: Optional[float] = positive(None)
     log_every: int = positive(50)
     sample_every: int = positive(500)
     checkpoint_every: int = positive(500)
@@ -171,6 +181,7 @@ class TrainRunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     resume: Optional[str] = None        # run directory to continue
+    recipe: Optional[str] = None        # set by the conf/recipe/<dataset>_<model>.yaml that applied
 
 
 @dataclass
@@ -309,9 +320,19 @@ def short_dir_name(name: str) -> str:
     return name.encode()[:MAX_DIR_NAME - 12].decode(errors="ignore") + "__" + digest
 
 
+def batch_scaled_lr(lr: float, reference_batch: int, batch: int) -> float:
+    """`lr` measured at `reference_batch`, scaled to `batch` by the square-root rule for Adam
+    (Malladi et al. 2022; measured on Fashion-MNIST, README "Quality"). A recipe writes
+    g_lr: ${ganctl_batch_lr:2e-4,64,${train.batch_size}}, so train.batch_size=256 alone also
+    scales the rates, and train.g_lr=... on the command line still wins."""
+    return float(lr) * (float(batch) / float(reference_batch)) ** 0.5
+
+
 def register_configs() -> None:
     if not OmegaConf.has_resolver("ganctl_dir_name"):
         OmegaConf.register_new_resolver("ganctl_dir_name", short_dir_name)
+    if not OmegaConf.has_resolver("ganctl_batch_lr"):
+        OmegaConf.register_new_resolver("ganctl_batch_lr", batch_scaled_lr)
     cs = ConfigStore.instance()
     # Group YAMLs merge into these typed nodes, so their keys and types are checked too.
     cs.store(name="base_train", node=TrainRunConfig)
@@ -378,6 +399,16 @@ def check_train_run(cfg) -> None:
         raise UserError("train.update_rule=simultaneous updates D and G from one forward pass, "
                         f"so it needs loss.d_steps_per_g_step=1 (got {cfg.loss.d_steps_per_g_step}); "
                         "use train.update_rule=alternating with this loss.")
+    kimg, rampup = t.get("ema_kimg"), t.get("ema_rampup")
+    if t.ema == 0 and (kimg is not None or rampup is not None):
+        raise UserError(f"train.ema=0 keeps no average of G, so train.ema_kimg={kimg} and "
+                        f"train.ema_rampup={rampup} have no effect; set train.ema to a decay > 0 "
+                        "(e.g. 0.999) to keep one, or set train.ema_kimg=null "
+                        "train.ema_rampup=null.")
+    if rampup is not None and kimg is None:
+        raise UserError(f"train.ema_rampup={rampup} limits the horizon of train.ema_kimg, which "
+                        "is null (a fixed decay train.ema); set train.ema_kimg too (e.g. "
+                        "train.ema_kimg=10).")
     if t.steps_per_call > 1:
         # 0 disables eval_every, and 0 is a multiple of anything.
         off = [f"train.{k}={t[k]}" for k in STEP_MULTIPLES if t[k] % t.steps_per_call]

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import keras
+from omegaconf import DictConfig, OmegaConf
 
 from ganctl.config import LossConfig, NetworkConfig, dataset_schema, shipped_option
+from ganctl.models.mode_coverage import check_pack, packed_discriminator, packed_shape
 from ganctl.registry import build, check
 
 GENERATOR_CONTEXT = ("z_dim", "image_shape", "num_classes", "bounded")
@@ -14,7 +16,10 @@ def check_components(cfg) -> None:
     """Targets exist and every field is used, before any run folder is made."""
     check(cfg.dataset, "dataset", dataset_schema(cfg.dataset))
     check(cfg.model.generator, "model.generator", NetworkConfig, GENERATOR_CONTEXT)
-    check(cfg.model.discriminator, "model.discriminator", NetworkConfig, DISCRIMINATOR_CONTEXT)
+    node, pack = _without_pack(cfg.model.discriminator)
+    check_pack(pack, cfg.train.batch_size)
+    check(node, "model.discriminator", NetworkConfig,
+          DISCRIMINATOR_CONTEXT + (("labels_per_example",) if pack > 1 else ()))
     check(cfg.loss, "loss", LossConfig)
 
 
@@ -36,8 +41,22 @@ def build_generator(model_cfg, dataset) -> keras.Model:
 
 
 def build_discriminator(model_cfg, dataset) -> keras.Model:
-    return build(model_cfg.discriminator, "model.discriminator", NetworkConfig,
-                 image_shape=tuple(dataset.image_shape), num_classes=dataset.num_classes)
+    """The configured D; with model.discriminator.pack=N, the D built for packs of N samples
+    inside the wrapper that packs a batch (ganctl/models/mode_coverage.py)."""
+    node, pack = _without_pack(model_cfg.discriminator)
+    if pack == 1:
+        return build(node, "model.discriminator", NetworkConfig,
+                     image_shape=tuple(dataset.image_shape), num_classes=dataset.num_classes)
+    inner = build(node, "model.discriminator", NetworkConfig,
+                  image_shape=packed_shape(dataset.image_shape, pack),
+                  num_classes=dataset.num_classes, labels_per_example=pack)
+    return packed_discriminator(inner, dataset.image_shape, pack)
+
+
+def _without_pack(node) -> tuple[dict, int]:
+    """The D node without `pack`, which every builder gets through the wrapper, and its value."""
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    return values, values.pop("pack", 1)
 
 
 def build_loss(loss_cfg):

@@ -50,7 +50,8 @@ class Loss(abc.ABC):
 
 
 def input_gradients(discriminator, images):
-    """grad_x D(x) for each example of a float32 batch, flattened to (N, features).
+    """grad_x D(x) for each of D's verdicts, flattened to (verdicts, features): one row per
+    example, or per pack of model.discriminator.pack examples (PacGAN).
 
     The one gradient both penalties take: R1 at real images, WGAN-GP at interpolates.
     """
@@ -62,9 +63,10 @@ def input_gradients(discriminator, images):
         tape.watch(images)
         # Summing is safe: each example's output depends only on that example (no batch norm:
         # validate.py refuses it with either penalty, and WGAN-GP forbids it anyway).
-        outputs = ops.sum(ops.cast(discriminator(images, training=True), "float32"))
+        verdicts = discriminator(images, training=True)
+        outputs = ops.sum(ops.cast(verdicts, "float32"))
     gradients = tape.gradient(outputs, images)
-    return ops.reshape(gradients, (ops.shape(gradients)[0], -1))
+    return ops.reshape(gradients, (ops.shape(verdicts)[0], -1))
 
 
 def r1_penalty(discriminator, real_images, r1_weight: float):

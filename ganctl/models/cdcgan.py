@@ -19,7 +19,8 @@ def check_labelled(num_classes: int) -> None:
 
 
 def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: bool = True,
-                    width: int = 64, batch_norm: bool = True) -> keras.Model:
+                    width: int = 64, batch_norm: bool = True,
+                    upsampling: str = "transposed") -> keras.Model:
     """[z (B, z_dim), labels (B,)] -> (H, W, C) images.
 
     The embedding is as wide as z, so the label is not a minority of G's input.
@@ -29,7 +30,8 @@ def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: b
     labels = keras.Input(shape=(), dtype="int32", name="labels")
     label_code = layers.Embedding(num_classes, z_dim, name="label_embedding")(labels)
     code = layers.Concatenate(name="z_and_label")([z, label_code])
-    images = upsample(code, image_shape, bounded=bounded, width=width, batch_norm=batch_norm)
+    images = upsample(code, image_shape, bounded=bounded, width=width, batch_norm=batch_norm,
+                      upsampling=upsampling)
     return keras.Model([z, labels], images, name="generator")
 
 
@@ -49,6 +51,8 @@ class Projection(layers.Layer):
         features, labels = inputs
         class_vectors = ops.take(ops.cast(self.embeddings, features.dtype),
                                  ops.cast(labels, "int32"), axis=0)
+        if len(class_vectors.shape) == 3:  # a pack's labels (B, N, F): the sum of their embeddings
+            class_vectors = ops.sum(class_vectors, axis=1)
         return ops.sum(class_vectors * features, axis=-1, keepdims=True)
 
     def compute_output_shape(self, input_shapes):
@@ -60,8 +64,12 @@ class Projection(layers.Layer):
 
 def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64,
                         batch_norm: bool = False, dropout: float = 0.0,
-                        spectral_norm: bool = False) -> keras.Model:
+                        spectral_norm: bool = False, minibatch_std: bool = False,
+                        labels_per_example: int = 1) -> keras.Model:
     """[images, labels] -> logits = w . phi(x) + embed(y) . phi(x).
+
+    labels_per_example > 1 (model.discriminator.pack, mode_coverage.py): each example is a pack
+    with that many labels, shape (B, N), and the projection uses the sum of their embeddings.
 
     Projection instead of concatenating the label to the input: the class enters as an inner
     product with D's features, which Miyato & Koyama show trains more stably and gives better
@@ -69,9 +77,11 @@ def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64,
     """
     check_labelled(num_classes)
     images = keras.Input(shape=tuple(int(d) for d in image_shape), name="images")
-    labels = keras.Input(shape=(), dtype="int32", name="labels")
+    labels = keras.Input(shape=() if labels_per_example == 1 else (labels_per_example,),
+                         dtype="int32", name="labels")
     features = downsample(images, image_shape, width=width, batch_norm=batch_norm,
-                          dropout=dropout, spectral_norm=spectral_norm)
+                          dropout=dropout, spectral_norm=spectral_norm,
+                          minibatch_std=minibatch_std)
     unconditional = spectral_normalized(layers.Dense(1, name="logits"), spectral_norm)(features)
     projection = Projection(num_classes, name="projection")([features, labels])
     logits = layers.Add(name="logits_plus_projection")([unconditional, projection])

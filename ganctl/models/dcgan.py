@@ -9,6 +9,7 @@ from keras import layers
 
 from ganctl.errors import UserError
 from ganctl.models.common import Dropout, output_activation, spectral_normalized
+from ganctl.models.mode_coverage import MinibatchStd
 
 # 4x4 kernels divide evenly by the stride of 2, which avoids the checkerboard pattern that
 # uneven overlap of transposed convolutions produces (Odena et al. 2016).
@@ -47,17 +48,22 @@ def _channels(width: int, level: int) -> int:
 
 
 def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: bool = True,
-                    width: int = 64, batch_norm: bool = True) -> keras.Model:
+                    width: int = 64, batch_norm: bool = True,
+                    upsampling: str = "transposed") -> keras.Model:
     """z (B, z_dim) -> Dense to the base grid -> stride-2 transposed convs -> (H, W, C) images.
 
+    upsampling="resize": each doubling is a nearest-neighbour 2x resize and a 3x3 conv instead
+    (Odena et al. 2016: no uneven overlap, so no checkerboard by construction).
     Unconditional: num_classes is part of the common builder signature and not used.
     """
     z = keras.Input(shape=(z_dim,), name="z")
-    images = upsample(z, image_shape, bounded=bounded, width=width, batch_norm=batch_norm)
+    images = upsample(z, image_shape, bounded=bounded, width=width, batch_norm=batch_norm,
+                      upsampling=upsampling)
     return keras.Model(z, images, name="generator")
 
 
-def upsample(code, image_shape, *, bounded: bool, width: int, batch_norm: bool):
+def upsample(code, image_shape, *, bounded: bool, width: int, batch_norm: bool,
+             upsampling: str = "transposed"):
     """The generator body: a (B, features) code -> (B, H, W, C) images."""
     base_height, base_width, doublings = upsampling_plan(image_shape)
     channels = int(image_shape[-1])
@@ -72,38 +78,49 @@ def upsample(code, image_shape, *, bounded: bool, width: int, batch_norm: bool):
     x = layers.Reshape((base_height, base_width, base_channels), name="reshape")(x)
     for level in range(doublings - 2, -1, -1):
         name = f"up{doublings - 1 - level}"
-        x = layers.Conv2DTranspose(_channels(width, level), KERNEL_SIZE, strides=2, padding="same",
-                                   use_bias=not batch_norm, name=name)(x)
+        x = _up(x, _channels(width, level), upsampling, use_bias=not batch_norm, name=name)
         if batch_norm:
             x = layers.BatchNormalization(name=f"{name}_bn")(x)
         x = layers.ReLU(name=f"{name}_relu")(x)
     # No batch norm on the output layer (Radford et al.): it would fix the images' statistics.
-    x = layers.Conv2DTranspose(channels, KERNEL_SIZE, strides=2, padding="same",
-                               name="to_image")(x)
+    x = _up(x, channels, upsampling, use_bias=True, name="to_image")
     return layers.Activation(output_activation(bounded), name="output")(x)
+
+
+def _up(x, channels: int, upsampling: str, *, use_bias: bool, name: str):
+    """One 2x doubling of H and W."""
+    if upsampling == "resize":
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
+        return layers.Conv2D(channels, 3, padding="same", use_bias=use_bias, name=name)(x)
+    return layers.Conv2DTranspose(channels, KERNEL_SIZE, strides=2, padding="same",
+                                  use_bias=use_bias, name=name)(x)
 
 
 def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64,
                         batch_norm: bool = False, dropout: float = 0.0,
-                        spectral_norm: bool = False) -> keras.Model:
+                        spectral_norm: bool = False, minibatch_std: bool = False) -> keras.Model:
     """(H, W, C) images -> stride-2 convs down to the base grid -> Dense(1) raw logits.
 
     Batch norm is off by default: WGAN-GP's per-example gradient penalty forbids it.
     """
     images = keras.Input(shape=tuple(int(d) for d in image_shape), name="images")
     features = downsample(images, image_shape, width=width, batch_norm=batch_norm,
-                          dropout=dropout, spectral_norm=spectral_norm)
+                          dropout=dropout, spectral_norm=spectral_norm,
+                          minibatch_std=minibatch_std)
     logits = spectral_normalized(layers.Dense(1, name="logits"), spectral_norm)(features)
     return keras.Model(images, logits, name="discriminator")
 
 
 def downsample(images, image_shape, *, width: int, batch_norm: bool, dropout: float,
-               spectral_norm: bool):
-    """The discriminator body: (B, H, W, C) images -> (B, features), flattened."""
+               spectral_norm: bool, minibatch_std: bool = False):
+    """The discriminator body: (B, H, W, C) images -> (B, features), flattened.
+    minibatch_std: the minibatch-stddev feature map joins before the last conv (Karras et al.)."""
     _, _, doublings = upsampling_plan(image_shape)
     x = images
     for level in range(doublings):
         name = f"down{level + 1}"
+        if minibatch_std and level == doublings - 1:
+            x = MinibatchStd(name="minibatch_std")(x)
         # No batch norm on the first layer (Radford et al.): it sees the raw image statistics.
         normalise = batch_norm and level > 0
         conv = layers.Conv2D(_channels(width, level), KERNEL_SIZE, strides=2, padding="same",

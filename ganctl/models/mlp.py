@@ -7,6 +7,7 @@ import keras
 from keras import layers
 
 from ganctl.models.common import Dropout, output_activation, spectral_normalized
+from ganctl.models.mode_coverage import MinibatchStd
 
 
 def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: bool = True,
@@ -31,7 +32,8 @@ def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: b
 
 
 def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64, depth: int = 2,
-                        dropout: float = 0.0, spectral_norm: bool = False) -> keras.Model:
+                        dropout: float = 0.0, spectral_norm: bool = False,
+                        minibatch_std: bool = False) -> keras.Model:
     """Flatten -> depth x [Dense -> LeakyReLU(0.2) -> (Dropout)] -> Dense(1) raw logits.
 
     No batch norm: it couples the examples of a batch, which the gradient penalty forbids.
@@ -39,6 +41,8 @@ def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 64, d
     images = keras.Input(shape=tuple(int(d) for d in image_shape), name="images")
     x = layers.Flatten(name="flatten")(images)
     for i in range(depth):
+        if minibatch_std and i == depth - 1:  # before the last hidden layer (Karras et al.)
+            x = MinibatchStd(name="minibatch_std")(x)
         x = spectral_normalized(layers.Dense(width, name=f"dense{i}"), spectral_norm)(x)
         x = layers.LeakyReLU(negative_slope=0.2, name=f"dense{i}_lrelu")(x)
         if dropout > 0:

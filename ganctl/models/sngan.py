@@ -12,6 +12,7 @@ from keras import layers
 
 from ganctl.errors import UserError
 from ganctl.models.common import output_activation, spectral_normalized
+from ganctl.models.mode_coverage import MinibatchStd
 
 # Bases from which the data's resolution is reached by doubling: 4 gives 32 (CIFAR-10), 64 and
 # 128; 6 gives 48 (STL-10, the paper's other dataset); 7 gives 28 (MNIST).
@@ -112,7 +113,7 @@ def _discriminator_block(x, channels: int, downsample: bool, first: bool, spectr
 
 
 def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 128,
-                        spectral_norm: bool = True) -> keras.Model:
+                        spectral_norm: bool = True, minibatch_std: bool = False) -> keras.Model:
     """(H, W, C) images -> ResBlocks down to twice the base -> 2 ResBlocks -> sum -> Dense(1)."""
     base_height, base_width, doublings = resolution_plan(image_shape)
 
@@ -123,6 +124,8 @@ def build_discriminator(*, image_shape, num_classes: int = 0, width: int = 128,
         x = _discriminator_block(x, width, downsample=True, first=False,
                                  spectral_norm=spectral_norm, name=f"down{i}")
     for i in (1, 2):
+        if minibatch_std and i == 2:  # before the last block (Karras et al.)
+            x = MinibatchStd(name="minibatch_std")(x)
         x = _discriminator_block(x, width, downsample=False, first=False,
                                  spectral_norm=spectral_norm, name=f"block{i}")
     x = layers.ReLU(name="final_relu")(x)

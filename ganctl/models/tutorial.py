@@ -10,6 +10,7 @@ from keras import layers
 
 from ganctl.errors import UserError
 from ganctl.models.common import Dropout, output_activation
+from ganctl.models.mode_coverage import MinibatchStd
 
 KERNEL_SIZE = 5
 
@@ -52,12 +53,15 @@ def build_generator(*, z_dim: int, image_shape, bounded: bool = True,
     return keras.Model(z, images, name="generator")
 
 
-def build_discriminator(*, image_shape, width: int = 64, dropout: float = 0.3) -> keras.Model:
+def build_discriminator(*, image_shape, width: int = 64, dropout: float = 0.3,
+                        minibatch_std: bool = False) -> keras.Model:
     """images -> Conv w (stride 2) -> LeakyReLU -> Dropout -> Conv 2w -> ... -> Dense(1) logits."""
     _base_grid(image_shape)
     images = keras.Input(shape=tuple(int(d) for d in image_shape), name="images")
     x = images
     for name, channels in (("down1", width), ("down2", 2 * width)):
+        if minibatch_std and name == "down2":  # before the last block (Karras et al.)
+            x = MinibatchStd(name="minibatch_std")(x)
         x = layers.Conv2D(channels, KERNEL_SIZE, strides=2, padding="same", name=name)(x)
         x = layers.LeakyReLU(negative_slope=0.3, name=f"{name}_lrelu")(x)
         if dropout > 0:

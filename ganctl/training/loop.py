@@ -22,9 +22,10 @@ from ganctl.core.state import TrainingState, build_training_state
 from ganctl.errors import Interrupted, TrainingDiverged, UserError
 from ganctl.images import save_snapshot, snapshot_columns
 from ganctl.models.common import is_conditional
+from ganctl.models.mode_coverage import check_pack
 from ganctl.replicas import is_chief_process, replicas
-from ganctl.training.tb_summaries import write_image
 from ganctl.training.distribute import check_strategy, make_strategy
+from ganctl.training.tb_summaries import write_image
 from ganctl.training.metrics_log import MetricsLog
 from ganctl.training.periodic_eval import PeriodicEval
 from ganctl.training.steps import make_train_step
@@ -42,6 +43,9 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
     check_strategy(strategy, batch_size=t.batch_size, jit_compile=t.jit_compile)
+    # Packs are grouped within each replica's rows, so the per-replica batch must divide.
+    check_pack(cfg.model.discriminator.get("pack", 1), t.batch_size, replicas(strategy))
+    check_pack(cfg.model.discriminator.get("pack", 1), t.batch_size, replicas(strategy))
     # Only the chief writes (config, logs, snapshots, checkpoints, export); other workers compute.
     chief = is_chief_process()
 

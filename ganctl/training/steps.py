@@ -10,14 +10,12 @@ from keras import ops
 
 from ganctl.errors import UserError
 from ganctl.models.common import is_conditional
+from ganctl.models.mode_coverage import couples_examples
 from ganctl.replicas import per_replica_loss, replica_rows, replica_slice
 from ganctl.training.augment import make_augment
+from ganctl.training.ema import ema_schedule
 
 VALUES = ("d_loss", "g_loss", "gp", "d_real", "d_fake")  # what a step returns, all float32
-
-
-def has_batch_norm(model: keras.Model) -> bool:
-    return any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
 
 
 def make_train_step(state):
@@ -46,9 +44,9 @@ def make_train_step(state):
     g_optimizer, d_optimizer = state.optimizers["generator"], state.optimizers["discriminator"]
     loss, seed_generator, step = state.loss, state.seed_generator, state.step
     strategy, d_steps, steps_per_call = state.strategy, state.d_steps, t.steps_per_call
-    # Batch norm would mix real and fake statistics; without it one D call on both halves is
-    # equivalent (dropout masks are drawn per element either way) and cheaper.
-    joint_d_call = t.joint_d_call and not has_batch_norm(discriminator)
+    # Batch norm or minibatch std would mix real and fake statistics; without them one D call on
+    # both halves is equivalent (dropout masks are drawn per element either way) and cheaper.
+    joint_d_call = t.joint_d_call and not couples_examples(discriminator)
     conditional = check_conditional_pair(generator, discriminator)
 
     def fakes(labels, training=True):
@@ -124,17 +122,17 @@ def make_train_step(state):
         g_optimizer.apply(g_grads, generator.trainable_variables)
         return d_loss, g_loss, penalty, real_logits, fake_logits
 
+    # train.ema's fixed decay with a warm-up, or a horizon in images (training/ema.py).
+    decay_of = ema_schedule(t, state.images_per_step)
+
     def update_ema():
-        # Warm-up (TF's num_updates rule) so early samples are not dominated by the random init.
-        steps_done = ops.cast(step, "float32")
-        decay = ops.minimum(ema_decay, (1.0 + steps_done) / (10.0 + steps_done))
+        decay = decay_of(step)
         for ema_weight, weight in zip(ema_generator.weights, generator.weights):
             if weight.trainable:
                 ema_weight.assign(decay * ema_weight + (1.0 - decay) * weight)
             else:  # batch-norm statistics are copied, not averaged
                 ema_weight.assign(weight)
 
-    ema_decay = t.ema
     update_networks = simultaneous_update if t.update_rule == "simultaneous" else alternating_update
 
     def replica_update(real_batch, real_labels):
