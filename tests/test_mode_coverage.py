@@ -18,7 +18,7 @@ SWITCHES = {"pack": "model.discriminator.pack=2", "minibatch_std": "model.discri
 
 
 def _discriminator(compose_cfg, data_overrides, model, dataset, switch=None):
-    from ganctl.training.components import build_dataset, build_discriminator, check_components
+    from ganctl.core.components import build_dataset, build_discriminator, check_components
 
     cfg = compose_cfg([f"model={model}", f"dataset={dataset}", *data_overrides[dataset],
                        *([SWITCHES[switch]] if switch else [])])
@@ -116,7 +116,7 @@ def _linear_on(shape, weights, _):
 
 @pytest.mark.parametrize("pack,batch", [(3, 8), (0, 8)])
 def test_a_pack_that_does_not_fit_is_one_clear_error(pack, batch, compose_cfg, data_overrides):
-    from ganctl.training.components import check_components
+    from ganctl.core.components import check_components
 
     cfg = compose_cfg(["model=mlp", "dataset=ring", f"model.discriminator.pack={pack}",
                        f"train.batch_size={batch}", *data_overrides["ring"]])

@@ -36,7 +36,7 @@ def test_every_recipe_is_named_after_a_dataset_and_model_pair():
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_composes_applies_and_is_recorded(recipe, compose_cfg, data_overrides):
-    from ganctl.training.components import check_components
+    from ganctl.core.components import check_components
 
     dataset, model = PAIRS[recipe]
     cfg = compose_cfg([f"dataset={dataset}", f"model={model}", *data_overrides[dataset]])
