@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ganctl import __version__
+from ganctl import __version__, rundir
 from ganctl.config import register_configs
 from ganctl.errors import DISK_FULL_ERRNOS, Interrupted, UserError, WriteFailed, format_error
 
@@ -48,6 +48,9 @@ ganctl {__version__}
 COMMANDS = {"train": "ganctl.commands.train", "sample": "ganctl.commands.sample",
             "eval": "ganctl.commands.evaluate"}
 STATUS_FILE = "status.json"
+# What a run writes before its first step; a folder holding anything else is never removed.
+RUN_FILES = {rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.SAMPLES_DIR, rundir.CHECKPOINT_DIR,
+             "reals.png", "tensorboard"}
 _sweep_failed = False
 
 
@@ -63,7 +66,7 @@ def _job(command: str, cfg: DictConfig):
             _write_status(run_dir, "ok")
         return result
     except (UserError, KeyboardInterrupt, Exception) as caught:  # noqa: B014 - documents intent
-        err = _as_user_error(caught)
+        err = _as_user_error(caught, cfg)
         if multirun and not isinstance(err, Interrupted):
             # In a sweep sys.exit() would end every remaining job; record the failure instead.
             message = str(err) if err else f"{type(caught).__name__}: {caught}"
@@ -75,12 +78,18 @@ def _job(command: str, cfg: DictConfig):
         if multirun:  # a signal stops the whole sweep, as the user asked
             _write_status(run_dir, "interrupted", str(err))
         if fresh:
-            _remove_if_untouched(run_dir)
+            # A new run that stopped on bad input before training one step holds nothing worth
+            # keeping (a failure found in the first batch, evaluation or save, e.g. a bad
+            # folder): remove it, as a bad command line never leaves one. A signal or a
+            # divergence keeps its folder: the log says what happened.
+            nothing_trained = (type(err) in (UserError, WriteFailed)
+                               and rundir.newest_saved_step(run_dir) == 0)
+            _remove_if_untouched(run_dir, everything=nothing_trained)
         print(format_error(str(err)), file=sys.stderr)
         sys.exit(err.exit_code)
 
 
-def _as_user_error(caught: BaseException) -> UserError | None:
+def _as_user_error(caught: BaseException, cfg: DictConfig | None = None) -> UserError | None:
     """The one-paragraph form of what stopped a job, or None for a bug (it keeps its traceback)."""
     if isinstance(caught, UserError):
         return caught
@@ -89,7 +98,39 @@ def _as_user_error(caught: BaseException) -> UserError | None:
     if isinstance(caught, OSError) and caught.errno in DISK_FULL_ERRNOS:
         return WriteFailed(f"could not write {caught.filename or 'a file'}: {caught.strerror}. The "
                            "disk may be full; free some space, then run again (or resume).")
+    if isinstance(caught, OSError) and caught.filename:
+        # Permissions, a vanished folder, a read-only mount: the machine's state, not a bug.
+        return WriteFailed(f"could not use {caught.filename}: {caught.strerror}. Check that it "
+                           "exists and that you may read and write there, or give another path; "
+                           "what was saved before is intact.")
+    if _out_of_memory(caught):
+        return UserError(f"ran out of memory ({_first_line(caught)}). {_smaller_batch(cfg)}")
     return None
+
+
+def _out_of_memory(caught: BaseException) -> bool:
+    """MemoryError, or TensorFlow's ResourceExhaustedError (named, so TF need not be imported)."""
+    names = {t.__name__ for t in type(caught).__mro__}
+    return bool(names & {"MemoryError", "ResourceExhaustedError"}) or "OOM when allocating" in str(
+        caught)[:2000]
+
+
+def _first_line(caught: BaseException) -> str:
+    text = str(caught).strip().splitlines()
+    return (text[0][:200] if text else type(caught).__name__).rstrip(".")
+
+
+def _smaller_batch(cfg: DictConfig | None) -> str:
+    """What to lower, with the current value, so the advice can be typed as it stands."""
+    if cfg is not None and "train" in cfg and "batch_size" in cfg.train:
+        size = cfg.train.batch_size
+        return (f"The batch does not fit: train.batch_size={size}; try "
+                f"train.batch_size={max(1, size // 2)} (or a smaller model width).")
+    if cfg is not None and "batch_size" in cfg:
+        size = cfg.batch_size
+        return (f"The batch does not fit: batch_size={size}; try batch_size={max(1, size // 2)}"
+                + (f" or fewer samples (num={cfg.num})." if "num" in cfg else "."))
+    return "Free some memory or use smaller settings, then run again."
 
 
 def _write_status(run_dir: Path, status: str, error: str | None = None) -> None:
@@ -97,10 +138,11 @@ def _write_status(run_dir: Path, status: str, error: str | None = None) -> None:
     (run_dir / STATUS_FILE).write_text(json.dumps({"status": status, "error": error}) + "\n")
 
 
-def _remove_if_untouched(run_dir: Path) -> None:
-    """Delete a run dir Hydra just made for a job that failed on bad input; never anything more."""
-    hydra_only = {".hydra", "train.log"}
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= hydra_only:
+def _remove_if_untouched(run_dir: Path, everything: bool = False) -> None:
+    """Delete a run dir Hydra just made for a job that failed on bad input (with `everything`,
+    also what the job wrote before its first trained step); never anything more."""
+    allowed = {".hydra", "train.log"} | (RUN_FILES if everything else set())
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= allowed:
         logging.shutdown()
         shutil.rmtree(run_dir, ignore_errors=True)
         # Hydra made outputs/<date>/ (and outputs/) for it too: remove those if now empty.
@@ -144,9 +186,8 @@ def _precheck(command: str, args: list[str]) -> list[str]:
     if any(a.split("=", 1)[0] == "--experimental-rerun" for a in args):
         raise UserError("--experimental-rerun is not supported: it unpickles a file, and a pickle "
                         "can run any code. Continue a run with: ganctl train resume=<run dir>.")
-    for arg in args:
-        if arg.startswith("hydra.run.dir=") or arg.startswith("hydra.sweep.dir="):
-            _check_not_inside_file(arg.split("=", 1)[1], arg.split("=", 1)[0])
+    if command == "train" and not any(a.startswith("resume=") for a in args):
+        _check_output_dirs(args)
     # A sweep job's folder is named like `0_loss=ns,seed=1`: as it stands, Hydra would read the
     # commas and '=' as override syntax, so a run folder is passed on to Hydra quoted.
     args = [f"{a.split('=', 1)[0]}={_quoted(_unquoted(a.split('=', 1)[1]))}"
@@ -172,13 +213,15 @@ def _unquoted(value: str) -> str:
     return value
 
 
-def _check_not_inside_file(path: str, key: str) -> None:
-    if "${" in path:
-        return
-    for parent in [Path(path), *Path(path).parents]:
-        if parent.exists() and not parent.is_dir():
-            raise UserError(f"{key}={path} is inside '{parent}', which is a file, not a directory. "
-                            "Give a directory path that is new or already a directory.")
+def _check_output_dirs(args: list[str]) -> None:
+    """Where a new run (or sweep) folder goes must be creatable, before anything is trained."""
+    from ganctl.rundir import check_can_write
+
+    key = "hydra.sweep.dir" if any(a in ("-m", "--multirun") for a in args) else "hydra.run.dir"
+    given = [a.split("=", 1)[1] for a in args if a.startswith(key + "=")]
+    path = _unquoted(given[-1]) if given else "outputs"
+    if "${" not in path:
+        check_can_write(path, key)  # the default, outputs/, is in the current folder
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,7 @@
 """What a run directory holds, and reading it back safely. No TensorFlow here."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -13,6 +14,14 @@ BEST_DIR = "best"                    # under CHECKPOINT_DIR: train.eval_every's 
 SAMPLES_DIR = "samples"
 METRICS_FILE = "metrics.jsonl"
 GENERATOR_EXPORT = "generator.keras"
+
+
+def newest_saved_step(run_dir: Path) -> int:
+    """The newest step with a complete checkpoint (its index is written last), 0 if none."""
+    steps = [int(p.name[len("ckpt-"):-len(".index")]) for p in
+             (Path(run_dir) / CHECKPOINT_DIR).glob("ckpt-*.index")
+             if p.name[len("ckpt-"):-len(".index")].isdigit()]
+    return max(steps, default=0)
 
 
 def parse_checkpoint(value) -> int | str | None:
@@ -39,6 +48,28 @@ def check_run_dir(path: str, what: str = "run") -> Path:
         raise UserError(f"{what}={path} is not a ganctl run: it has no {CONFIG_FILE}. Give a run "
                         "directory made by `ganctl train` (e.g. outputs/<date>/<time>).")
     return run_dir.resolve()
+
+
+def check_can_write(path, key: str, makes: str = "a folder") -> None:
+    """UserError unless `path` (a file or folder ganctl is about to make) can be created: its
+    nearest existing parent is a folder this user can write into. Probed by making and removing
+    a temporary folder there, which also catches read-only mounts and /proc-like file systems."""
+    import tempfile
+
+    target = Path(str(path)).expanduser()
+    parent = next(p for p in [target, *target.parents] if p.exists())
+    if not parent.is_dir():
+        raise UserError(f"{key}={path} is inside '{parent}', which is a file, not a folder. Give "
+                        "a path that is new or inside a folder.")
+    try:
+        probe = tempfile.mkdtemp(prefix=".ganctl-probe-", dir=parent)
+    except OSError as err:
+        raise UserError(f"{key}={path}: ganctl cannot write {makes} there, because '{parent}' "
+                        f"refuses new files ({err.strerror}). Give a path in a folder you may "
+                        f"write to, e.g. {key}={Path.home() / 'ganctl-outputs' / target.name}, or fix the "
+                        "folder's permissions.") from None
+    with contextlib.suppress(OSError):
+        Path(probe).rmdir()
 
 
 def load_run_config(run_dir: Path) -> DictConfig:

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from ganctl import config as schemas
 from ganctl.errors import UserError
-from ganctl.rundir import parse_checkpoint
+from ganctl.rundir import SAMPLES_DIR, check_can_write, parse_checkpoint
 
 # Flags Hydra takes with a value; everything else starting with '-' stands alone.
 _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-dir", "-cd", "--info", "-i"}
@@ -116,9 +116,14 @@ def _paragraph(err: BaseException) -> str:
 
 
 def check_train_config(cfg: DictConfig) -> None:
+    from ganctl.metrics.registry import check_metric_names
+
     _check_required(cfg)
     _check_known_keys(cfg, schemas.TrainRunConfig, "")
     schemas.check_train_run(cfg)
+    # Checked even when train.eval_every=0: a typo found only at the first evaluation would cost
+    # the steps before it.
+    check_metric_names(cfg.train.eval_metrics, "train.eval_metrics")
 
 
 def check_optuna_objective(cfg: DictConfig) -> None:
@@ -137,6 +142,11 @@ def check_sample_config(cfg: DictConfig) -> None:
     _check_known_keys(cfg, schemas.SampleConfig, "")
     parse_checkpoint(cfg.checkpoint)
     schemas.check_sample(cfg)
+    if cfg.out:
+        check_can_write(cfg.out, "out", "the samples")
+    elif Path(cfg.run).expanduser().is_dir():
+        check_can_write(Path(cfg.run).expanduser() / SAMPLES_DIR, "run",
+                        "the samples (into <run>/samples/; out= writes elsewhere)")
     if cfg.labels is not None:
         labels = list(cfg.labels)
         classes = run_classes(cfg.run)
@@ -156,8 +166,11 @@ def check_eval_config(cfg: DictConfig) -> None:
     _check_known_keys(cfg, schemas.EvalConfig, "")
     parse_checkpoint(cfg.checkpoint)
     schemas.check_eval(cfg)
+    for key, sub in (("run", "eval"), ("sweep", "")):
+        if cfg[key] and Path(cfg[key]).expanduser().is_dir():
+            check_can_write(Path(cfg[key]).expanduser() / sub, key, "the results")
     if list(cfg.metrics) != ["auto"]:
-        check_metric_names(cfg.metrics)
+        check_metric_names(cfg.metrics, "metrics")
 
 
 def run_classes(run: str) -> tuple[int, tuple[str, ...], str] | None:
