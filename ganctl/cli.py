@@ -20,7 +20,8 @@ from omegaconf import DictConfig
 
 from ganctl import __version__, rundir
 from ganctl.config import register_configs
-from ganctl.errors import DISK_FULL_ERRNOS, Interrupted, UserError, WriteFailed, format_error
+from ganctl.errors import (DISK_FULL_ERRNOS, Interrupted, UserError, WriteFailed, did_you_mean,
+                           format_error)
 
 log = logging.getLogger("ganctl")
 
@@ -235,8 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     command, args = argv[0], argv[1:]
     try:
         if command not in COMMANDS:
-            raise UserError(f"unknown command '{command}'. Commands are: train, sample, eval "
-                            "(ganctl --help shows an example of each).")
+            raise UserError(f"unknown command '{command}'.{did_you_mean(command, COMMANDS, 'ganctl ')}"
+                            f" Commands are: {', '.join(COMMANDS)} (ganctl --help shows an "
+                            "example of each).")
         args = _precheck(command, args)
         from ganctl.validate import precheck
 

@@ -12,7 +12,7 @@ from typing import List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
-from ganctl.errors import UserError
+from ganctl.errors import UserError, did_you_mean
 
 
 # --- Rules on single values, declared on the fields below -----------------------------------
@@ -178,6 +178,21 @@ class EvalConfig:
 
 
 GROUP_SCHEMAS = {"dataset": DatasetConfig, "model": ModelConfig, "loss": LossConfig}
+# The schema of each command's whole config: help, "did you mean" and the checks read it.
+COMMAND_SCHEMAS = {"train": TrainRunConfig, "sample": SampleConfig, "eval": EvalConfig}
+
+
+def schema_at(command: str, dotted: str) -> type | None:
+    """The schema of the node at `dotted` ("" for the top, "train", "model.generator") in a
+    command's config, or None where there is no schema (hydra.*, a plain dict)."""
+    schema = COMMAND_SCHEMAS.get(command)
+    for part in [p for p in dotted.split(".") if p]:
+        spec = next((f for f in dataclasses.fields(schema) if f.name == part), None) if (
+            dataclasses.is_dataclass(schema)) else None
+        if spec is None:
+            return None
+        schema = globals().get(spec.type) if isinstance(spec.type, str) else spec.type
+    return schema if dataclasses.is_dataclass(schema) else None
 
 
 def shipped_options(group: str) -> list[str]:
@@ -250,7 +265,8 @@ def check_values(node, schema: type, prefix: str = "") -> None:
             continue
         if "choices" in spec.metadata:
             raise UserError(f"{key}={value} is not one of: "
-                            f"{', '.join(map(str, spec.metadata['choices']))}.")
+                            f"{', '.join(map(str, spec.metadata['choices']))}."
+                            f"{did_you_mean(value, spec.metadata['choices'], key + '=')}")
         raise UserError(f"{key}={value} must be {spec.metadata['accepted']}.")
 
 

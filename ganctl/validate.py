@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ganctl import config as schemas
-from ganctl.errors import UserError
+from ganctl.errors import UserError, did_you_mean
 from ganctl.rundir import SAMPLES_DIR, check_can_write, parse_checkpoint
 
 # Flags Hydra takes with a value; everything else starting with '-' stands alone.
@@ -47,6 +47,7 @@ def precheck(command: str, args: list[str]) -> None:
     optuna = multirun and any(o.replace(" ", "").startswith("hydra/sweeper=optuna")
                               for o in overrides)
     for job in _expand(overrides, multirun):
+        _check_group_choices(job, config_dirs)
         if command == "sample":
             _check_sample_overrides(job)
         cfg = _compose(command, job)
@@ -92,9 +93,66 @@ def _compose(command: str, overrides: list[str]) -> DictConfig:
         with initialize_config_module("ganctl.conf", version_base="1.3"):
             return compose(command, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
-        raise UserError(_paragraph(err)) from err
+        raise UserError(_misspelled(err, command) or _paragraph(err)) from err
     finally:
         GlobalHydra.instance().clear()
+
+
+def _misspelled(err: BaseException, command: str) -> str | None:
+    """A misspelled key or group option, named with the closest accepted one. Hydra's own advice,
+    `+key=value`, would only add a key nothing reads, so it is never given."""
+    import re
+
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    text = str(err)
+    found = re.search(r"Could not find '([\w/]+)/([^']*)'", text)
+    if found:
+        group, name = found.groups()
+        # Hydra lists every option it can see: ganctl's, Hydra's own and those of --config-dir.
+        options = text.partition("Available options")[2].partition(":")[2]
+        options = options.split("Config search path:")[0].split()
+        return (f"{group}={name}: ganctl has no {group} called '{name}'."
+                f"{did_you_mean(name, options, group + '=')} Accepted: {', '.join(options)}.")
+    cause = err.__cause__
+    if not isinstance(cause, (ConfigKeyError, ConfigAttributeError)) or not getattr(cause, "full_key", None):
+        return None
+    full_key = str(cause.full_key)
+    parent, _, key = full_key.rpartition(".")
+    schema = schemas.schema_at(command, parent)
+    if schema is None:
+        return None
+    fields = [f.name for f in dataclasses.fields(schema) if not f.name.startswith("_")]
+    groups = _config_groups() if not parent and command == "train" else []
+    prefix = parent + "." if parent else ""
+    return (f"{full_key} is not a ganctl setting."
+            f"{did_you_mean(key, fields + groups, prefix)} Settings here: "
+            f"{', '.join(prefix + f for f in fields)}"
+            + (f"; config groups: {', '.join(groups)}" if groups else "") + ".")
+
+
+def _check_group_choices(overrides: list[str], config_dirs: list[str]) -> None:
+    """A group option that does not exist. Hydra ignores it silently for an optional group
+    (experiment=rign would train the defaults), so every group is checked here."""
+    for override in overrides:
+        key, _, name = override.partition("=")
+        key = key.lstrip("+")
+        if key not in _config_groups() or not name or name == "null":
+            continue
+        options = set(schemas.shipped_options(key))
+        for directory in config_dirs:
+            options |= {p.stem for p in (Path(directory) / key).glob("*.yaml")}
+        if name not in options:
+            raise UserError(f"{key}={name}: ganctl has no {key} called '{name}'."
+                            f"{did_you_mean(name, options, key + '=')} Accepted: "
+                            f"{', '.join(sorted(options))}.")
+
+
+def _config_groups() -> list[str]:
+    from importlib.resources import files
+
+    return sorted(p.name for p in files("ganctl.conf").iterdir()
+                  if p.is_dir() and p.name not in ("hydra", "__pycache__"))
 
 
 def _paragraph(err: BaseException) -> str:
