@@ -155,6 +155,7 @@ class SampleConfig:
     labels: Optional[List[int]] = None  # classes to draw, e.g. labels=[3,7]; grid: one row each
     # N samples of each class (instead of num)
     per_class: Optional[int] = positive(None, "1 or more (samples of each class)")
+    overwrite: bool = False             # replace an existing out= file or folder
 
 
 @dataclass

@@ -202,6 +202,7 @@ def check_sample_config(cfg: DictConfig) -> None:
     schemas.check_sample(cfg)
     if cfg.out:
         check_can_write(cfg.out, "out", "the samples")
+        _check_not_replacing(Path(cfg.out).expanduser(), cfg)
     elif Path(cfg.run).expanduser().is_dir():
         check_can_write(Path(cfg.run).expanduser() / SAMPLES_DIR, "run",
                         "the samples (into <run>/samples/; out= writes elsewhere)")
@@ -229,6 +230,21 @@ def check_eval_config(cfg: DictConfig) -> None:
             check_can_write(Path(cfg[key]).expanduser() / sub, key, "the results")
     if list(cfg.metrics) != ["auto"]:
         check_metric_names(cfg.metrics, "metrics")
+
+
+def _check_not_replacing(out: Path, cfg: DictConfig) -> None:
+    """out= that names something already there is replaced only when asked (overwrite=true).
+    format=dataset never writes over anything (sample.py says why)."""
+    if cfg.overwrite or cfg.format == "dataset" or not out.exists():
+        return
+    if out.is_dir() and not any(out.iterdir()):
+        return
+    if out.is_dir() and not (cfg.format == "png" and not cfg.interpolate):
+        return  # a folder given where one file goes: sample names the problem
+    what = "a folder that is not empty" if out.is_dir() else "a file that exists"
+    new = out.with_name(out.stem + "_2" + out.suffix)
+    raise UserError(f"out={out} is {what}; ganctl sample never replaces your files unless "
+                    f"asked. Give a new name, e.g. out={new}, or add overwrite=true to replace it.")
 
 
 def run_classes(run: str) -> tuple[int, tuple[str, ...], str] | None:
