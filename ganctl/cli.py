@@ -192,7 +192,7 @@ def _precheck(command: str, args: list[str]) -> list[str]:
     # A sweep job's folder is named like `0_loss=ns,seed=1`: as it stands, Hydra would read the
     # commas and '=' as override syntax, so a run folder is passed on to Hydra quoted.
     args = [f"{a.split('=', 1)[0]}={_quoted(_unquoted(a.split('=', 1)[1]))}"
-            if a.split("=", 1)[0] in ("resume", "run") else a for a in args]
+            if a.split("=", 1)[0] in ("resume", "run") else _readable(command, a) for a in args]
     if command == "train":
         resume = [_unquoted(a.split("=", 1)[1]) for a in args if a.startswith("resume=")]
         if resume:
@@ -202,6 +202,35 @@ def _precheck(command: str, args: list[str]) -> list[str]:
             # Log into the run being resumed; keep its original .hydra/ provenance untouched.
             args = [*args, f"hydra.run.dir={_quoted(str(run_dir))}", "hydra.output_subdir=null"]
     return args
+
+
+def _readable(command: str, arg: str) -> str:
+    """An override as Hydra's grammar reads it. A path it cannot read as typed (~/faces, a name
+    in any non-ASCII script, spaces, brackets) is quoted for it; any other value it cannot read
+    is an error that shows the quoted form to type."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    if arg.startswith("-") or "=" not in arg:
+        return arg
+    from ganctl.config import path_keys
+
+    key, value = arg.split("=", 1)
+    if key.lstrip("+~") in path_keys(command) and _unquoted(value).startswith("~"):
+        # Hydra would make a folder named '~' for hydra.run.dir=~/runs; the shell did not expand
+        # it because it follows '='.
+        return f"{key}={_quoted(os.path.expanduser(_unquoted(value)))}"
+    try:
+        OverridesParser.create().parse_override(arg)
+        return arg
+    except HydraException:
+        pass
+    if key.lstrip("+~") in path_keys(command):
+        return f"{key}={_quoted(_unquoted(value))}"
+    quoted = f"{key}={_quoted(value)}"
+    raise UserError(f"{arg} cannot be read: Hydra's override grammar takes characters such as ~, "
+                    "spaces, quotes or letters outside ASCII only inside quotes. Type it as "
+                    f"\"{quoted}\" (the outer double quotes are for the shell).")
 
 
 def _quoted(value: str) -> str:

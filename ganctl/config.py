@@ -44,6 +44,26 @@ def one_of(default, choices: tuple):
                  choices=choices)
 
 
+def path(default=None):
+    """A file or folder: the command line takes it as typed (~, spaces, any language), quoted
+    for Hydra by ganctl, so the user need not."""
+    return field(default=default, metadata={"path": True})
+
+
+def path_keys(command: str) -> set[str]:
+    """Every dotted key of a command's config that holds a path."""
+    keys, todo = set(), [("", COMMAND_SCHEMAS.get(command))]
+    while todo:
+        prefix, schema = todo.pop()
+        for spec in dataclasses.fields(schema) if dataclasses.is_dataclass(schema) else ():
+            child = globals().get(spec.type) if isinstance(spec.type, str) else spec.type
+            if dataclasses.is_dataclass(child):
+                todo.append((f"{prefix}{spec.name}.", child))
+            elif spec.metadata.get("path"):
+                keys.add(prefix + spec.name)
+    return keys | {"hydra.run.dir", "hydra.sweep.dir"}
+
+
 STRATEGIES = ("auto", "single", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 UPDATE_RULES = ("alternating", "simultaneous")
@@ -57,7 +77,7 @@ SPLITS = ("train", "test")
 @dataclass
 class DatasetConfig:
     _target_: str = MISSING
-    path: Optional[str] = None          # local copy of the data (IDX .gz files, mnist.npz, image dir)
+    path: Optional[str] = path()        # local copy of the data (IDX .gz files, mnist.npz, image dir)
     resolution: Optional[int] = None    # folder: resize + centre-crop to this size
     channels: Optional[int] = None      # folder: 1 (grayscale) or 3 (RGB)
     on_bad_file: str = one_of("skip", ("skip", "error"))  # folder: skip a bad file, or stop
@@ -137,16 +157,16 @@ class TrainRunConfig:
     loss: LossConfig = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
-    resume: Optional[str] = None        # run directory to continue
+    resume: Optional[str] = path()      # run directory to continue
 
 
 @dataclass
 class SampleConfig:
-    run: str = MISSING                  # run directory
+    run: str = field(default=MISSING, metadata={"path": True})  # run directory
     checkpoint: Optional[str] = None    # a step, or best (train.eval_every's); default the latest
     num: int = positive(64, "1 or more (the number of samples to write)")
     format: str = one_of("grid", SAMPLE_FORMATS)  # (and interpolate=true: a GIF)
-    out: Optional[str] = None           # default: inside <run>/samples/
+    out: Optional[str] = path()         # default: inside <run>/samples/
     ema: bool = True
     seed: int = 0
     interpolate: bool = False
@@ -160,16 +180,16 @@ class SampleConfig:
 
 @dataclass
 class EvalConfig:
-    run: Optional[str] = None           # score a run's checkpoint against its dataset
+    run: Optional[str] = path()         # score a run's checkpoint against its dataset
     checkpoint: Optional[str] = None    # a step, or best (train.eval_every's); default the latest
-    fake: Optional[str] = None          # ...or any two sets: npz / image folder
-    real: Optional[str] = None          # npz / image folder / dataset name (mnist, cifar10, ...)
-    sweep: Optional[str] = None         # ...or gather a multirun's jobs into one table
+    fake: Optional[str] = path()        # ...or any two sets: npz / image folder
+    real: Optional[str] = path()        # npz / image folder / dataset name (mnist, cifar10, ...)
+    sweep: Optional[str] = path()       # ...or gather a multirun's jobs into one table
     num: int = _rule(10000, "at least 2 (a few thousand for stable scores)", lambda v: v >= 2)
     # generated samples (and at most this many real ones)
     metrics: List[str] = field(default_factory=lambda: ["auto"])
     features: str = one_of("auto", FEATURES)
-    inception_weights: Optional[str] = None  # a local InceptionV3 .h5 for offline machines
+    inception_weights: Optional[str] = path()  # a local InceptionV3 .h5 for offline machines
     split: str = one_of("train", SPLITS)  # real split a run is compared with
     ema: bool = True
     seed: int = 0
