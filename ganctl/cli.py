@@ -8,6 +8,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -87,7 +88,21 @@ def _job(command: str, cfg: DictConfig):
                                and rundir.newest_saved_step(run_dir) == 0)
             _remove_if_untouched(run_dir, everything=nothing_trained)
         print(format_error(str(err)), file=sys.stderr)
+        if isinstance(err, Interrupted):
+            _exit_now(err.exit_code)
         sys.exit(err.exit_code)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown. After a signal the checkpoint is already complete
+    on disk (saves are atomic), and tearing down TensorFlow's data threads took seconds after
+    the message had said the run was stopped."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    for restore in _at_exit:
+        restore()
+    os._exit(code)
 
 
 def _as_user_error(caught: BaseException, cfg: DictConfig | None = None) -> UserError | None:
@@ -254,6 +269,55 @@ def _check_output_dirs(args: list[str]) -> None:
         check_can_write(path, key)  # the default, outputs/, is in the current folder
 
 
+# What TensorFlow's C++ side and libjpeg print on every run, with nothing a user can act on: absl's
+# info/warning lines, the CUDA probe on machines without a GPU, the CPU-instructions note, and
+# libjpeg's per-file complaints (ganctl counts and reports bad files itself).
+_NATIVE_NOISE = re.compile(
+    r"^(?:[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] "
+    r"|E\d{4} .*(?:cuInit|cuda|cuDNN|cuFFT|cuBLAS|CUDA)"
+    r"|WARNING: All log messages before absl::InitializeLog"
+    r"|To enable the following instructions:.*rebuild TensorFlow"
+    r"|Corrupt JPEG data|Premature end of JPEG file|Invalid SOS parameters|JPEG datastream"
+    r"|Warning: unknown JFIF revision|Unsupported marker type)")
+
+
+def _filter_native_stderr() -> None:
+    """Drop native libraries' noise from the terminal: fd 2 goes through a pipe whose reader
+    forwards every other line. GANCTL_NATIVE_LOG=1 shows everything (for bug reports)."""
+    if os.environ.get("GANCTL_NATIVE_LOG") == "1":
+        return
+    import atexit
+    import threading
+
+    try:
+        sys.stderr.flush()
+        terminal, (reader, writer) = os.dup(2), os.pipe()
+        os.dup2(writer, 2)
+        os.close(writer)
+    except OSError:
+        return
+
+    def forward():
+        with os.fdopen(reader, "rb") as lines:
+            for line in lines:
+                if not _NATIVE_NOISE.match(line.decode(errors="replace")):
+                    os.write(terminal, line)
+
+    thread = threading.Thread(target=forward, name="ganctl-stderr", daemon=True)
+    thread.start()
+
+    def restore():
+        sys.stderr.flush()
+        os.dup2(terminal, 2)   # closes the pipe's last writer, so the reader sees its end
+        thread.join(timeout=2)
+
+    atexit.register(restore)
+    _at_exit.append(restore)
+
+
+_at_exit: list = []   # what _exit_now must still do, atexit being skipped
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -263,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"ganctl {__version__}")
         return
     command, args = argv[0], argv[1:]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _filter_native_stderr()
     try:
         if command not in COMMANDS:
             raise UserError(f"unknown command '{command}'.{did_you_mean(command, COMMANDS, 'ganctl ')}"
@@ -279,7 +345,6 @@ def main(argv: list[str] | None = None) -> None:
 
     # Hydra reads sys.argv itself (the compose API would lose -m and --cfg), so hand it the rest.
     sys.argv = [f"ganctl-{command}", *args]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _hydra_app(command)()
     if _sweep_failed:
         sys.exit(1)
