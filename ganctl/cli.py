@@ -258,6 +258,55 @@ def _unquoted(value: str) -> str:
     return value
 
 
+def _command_help(command: str) -> str:
+    """`ganctl <command> --help`, generated from the command's schema: every option with what it
+    accepts, its default and its comment in config.py, and (train) each group's choices. A new
+    field or command in config.py gets its help from there, with no edit here."""
+    import dataclasses
+    import textwrap
+
+    from ganctl import config
+
+    summary = next((ln.split(None, 1)[1] for ln in USAGE.splitlines()
+                    if ln.startswith(f"  {command} ")), "")
+    what, _, example = summary.partition("ganctl ")
+    lines = [f"ganctl {command}: {what.strip()}", f"usage: ganctl {command} [key=value ...] "
+             "[--cfg job] [-m]", f"example: ganctl {example.strip()}" if example else "", ""]
+    schema = config.COMMAND_SCHEMAS[command]
+    groups = [f.name for f in dataclasses.fields(schema) if f.name in config.GROUP_SCHEMAS]
+    if groups:
+        lines.append("config groups (group=choice):")
+        for group in [*groups, "experiment"]:
+            lines.append(f"{group}: {', '.join(config.shipped_options(group))}")
+        lines.append("")
+    lines.append("options (key=value):")
+
+    def walk(node: type, prefix: str):
+        docs = config.field_docs(node)
+        for spec in dataclasses.fields(node):
+            if spec.name.startswith("_"):
+                continue
+            child = (getattr(config, spec.type, None) if isinstance(spec.type, str)
+                     else spec.type)
+            if dataclasses.is_dataclass(child):
+                walk(child, f"{prefix}{spec.name}.")
+                continue
+            default = (spec.default_factory() if spec.default is dataclasses.MISSING
+                       and spec.default_factory is not dataclasses.MISSING else spec.default)
+            default = "required" if str(default) == "???" else f"default {default}"
+            text = "; ".join(t for t in (config.accepted_values(spec), docs.get(spec.name, ""))
+                             if t)
+            body = textwrap.fill(f"{text} ({default})" if text else f"({default})", 100,
+                                 initial_indent=f"  {prefix + spec.name:<30} ",
+                                 subsequent_indent=" " * 33)
+            lines.append(body)
+
+    walk(schema, "")
+    lines += ["", "Hydra's own flags: ganctl " + command + " --hydra-help; the composed config: "
+              "ganctl " + command + " [key=value ...] --cfg job."]
+    return "\n".join(lines) + "\n"
+
+
 def _check_output_dirs(args: list[str]) -> None:
     """Where a new run (or sweep) folder goes must be creatable, before anything is trained."""
     from ganctl.rundir import check_can_write
@@ -327,6 +376,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"ganctl {__version__}")
         return
     command, args = argv[0], argv[1:]
+    if command in COMMANDS and any(a in ("-h", "--help") for a in args):
+        from ganctl.config import COMMAND_SCHEMAS
+
+        if command in COMMAND_SCHEMAS:
+            print(_command_help(command), end="")
+            return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _filter_native_stderr()
     try:

@@ -116,7 +116,7 @@ class LossConfig:
 @dataclass
 class TrainConfig:
     steps: int = positive(5000)         # generator updates (about 6 min on a 2-core CPU)
-    batch_size: int = positive(64)
+    batch_size: int = positive(64)      # images per step (the global batch over all devices)
     seed: int = II("seed")
     g_lr: float = positive(2e-4)
     d_lr: float = positive(2e-4)
@@ -147,7 +147,8 @@ class TrainConfig:
     sample_grid: int = positive(64)     # images in each snapshot grid
     eval_every: int = non_negative(0)   # steps between in-training evaluations; 0 disables
     eval_num: int = positive(2000)      # samples per in-training evaluation
-    eval_metrics: List[str] = field(default_factory=lambda: ["fid"])  # first one picks `best`
+    eval_metrics: List[str] = field(default_factory=lambda: ["fid"],  # first one picks `best`
+                                    metadata={"names": "metrics"})
 
 
 @dataclass
@@ -167,9 +168,9 @@ class SampleConfig:
     num: int = positive(64, "1 or more (the number of samples to write)")
     format: str = one_of("grid", SAMPLE_FORMATS)  # (and interpolate=true: a GIF)
     out: Optional[str] = path()         # default: inside <run>/samples/
-    ema: bool = True
-    seed: int = 0
-    interpolate: bool = False
+    ema: bool = True                    # the EMA generator; false: the raw one
+    seed: int = 0                       # the noise drawn (same seed, same samples)
+    interpolate: bool = False           # an animated GIF walking through latent space
     frames: int = positive(60)          # interpolate: frames in the GIF
     # Class-conditional runs (model=cdcgan). Default: every class, one grid row each.
     labels: Optional[List[int]] = None  # classes to draw, e.g. labels=[3,7]; grid: one row each
@@ -185,15 +186,15 @@ class EvalConfig:
     fake: Optional[str] = path()        # ...or any two sets: npz / image folder
     real: Optional[str] = path()        # npz / image folder / dataset name (mnist, cifar10, ...)
     sweep: Optional[str] = path()       # ...or gather a multirun's jobs into one table
-    num: int = _rule(10000, "at least 2 (a few thousand for stable scores)", lambda v: v >= 2)
     # generated samples (and at most this many real ones)
-    metrics: List[str] = field(default_factory=lambda: ["auto"])
-    features: str = one_of("auto", FEATURES)
+    num: int = _rule(10000, "at least 2 (a few thousand for stable scores)", lambda v: v >= 2)
+    metrics: List[str] = field(default_factory=lambda: ["auto"], metadata={"names": "metrics"})
+    features: str = one_of("auto", FEATURES)  # auto: classifier for labelled data, else inception
     inception_weights: Optional[str] = path()  # a local InceptionV3 .h5 for offline machines
     split: str = one_of("train", SPLITS)  # real split a run is compared with
-    ema: bool = True
-    seed: int = 0
-    batch_size: int = positive(250)
+    ema: bool = True                    # the EMA generator; false: the raw one
+    seed: int = 0                       # the noise drawn (same seed, same samples and scores)
+    batch_size: int = positive(250)     # samples generated and featurised at once
     sort_by: Optional[str] = None       # sweep table: default the first metric
     cas_epochs: int = positive(3)       # cas: epochs of each classifier (synthetic and real)
 
@@ -267,6 +268,52 @@ def register_configs() -> None:
 
 
 # --- Checking a composed config: each field's rule, then the rules that join fields -----------
+
+def field_docs(schema: type) -> dict[str, str]:
+    """Each field's comment in this file (on its line, or the lines just above it): the help
+    text, so a new field documents itself in `ganctl <command> --help` by its comment."""
+    import inspect
+    import io
+    import tokenize
+
+    docs, above = {}, []
+    names = {f.name for f in dataclasses.fields(schema)}
+    tokens = tokenize.generate_tokens(io.StringIO(inspect.getsource(schema)).readline)
+    line_name = None
+    for tok in tokens:
+        if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in names:
+            line_name = tok.string
+            if above:
+                docs[line_name] = " ".join(above)
+        elif tok.type == tokenize.COMMENT:
+            text = tok.string.lstrip("#").strip()
+            if line_name and tok.start[1] > 4:
+                docs[line_name] = (docs.get(line_name, "") + " " + text).strip()
+            elif tok.start[1] == 4:
+                above.append(text)
+        elif tok.type == tokenize.NEWLINE:
+            above = [] if line_name else above
+            line_name = None
+        elif tok.type == tokenize.NL and line_name is None and not above:
+            above = []
+    return docs
+
+
+def accepted_values(spec) -> str:
+    """What a field accepts, in words, for help and messages."""
+    if "choices" in spec.metadata:
+        return "one of: " + ", ".join(map(str, spec.metadata["choices"]))
+    if spec.metadata.get("names") == "metrics":
+        from ganctl.metrics.registry import METRICS  # numpy only, no TensorFlow
+
+        return "a list of: " + ", ".join(METRICS) + (", or [auto]" if "auto" in str(
+            spec.default_factory()) else "")
+    if "accepted" in spec.metadata:
+        return spec.metadata["accepted"]
+    if spec.metadata.get("path"):
+        return "a path (~ and any characters are fine)"
+    return ""
+
 
 def check_values(node, schema: type, prefix: str = "") -> None:
     """UserError for the first value in `node` (or the nodes below it) that breaks its field's
