@@ -266,7 +266,9 @@ def _command_help(command: str) -> str:
     import textwrap
 
     from ganctl import config
+    from ganctl.metrics.registry import METRICS  # numpy only, no TensorFlow
 
+    names = {"metrics": list(METRICS)}
     summary = next((ln.split(None, 1)[1] for ln in USAGE.splitlines()
                     if ln.startswith(f"  {command} ")), "")
     what, _, example = summary.partition("ganctl ")
@@ -294,8 +296,8 @@ def _command_help(command: str) -> str:
             default = (spec.default_factory() if spec.default is dataclasses.MISSING
                        and spec.default_factory is not dataclasses.MISSING else spec.default)
             default = "required" if str(default) == "???" else f"default {default}"
-            text = "; ".join(t for t in (config.accepted_values(spec), docs.get(spec.name, ""))
-                             if t)
+            text = "; ".join(t for t in (config.accepted_values(spec, names),
+                                         docs.get(spec.name, "")) if t)
             body = textwrap.fill(f"{text} ({default})" if text else f"({default})", 100,
                                  initial_indent=f"  {prefix + spec.name:<30} ",
                                  subsequent_indent=" " * 33)

@@ -299,15 +299,14 @@ def field_docs(schema: type) -> dict[str, str]:
     return docs
 
 
-def accepted_values(spec) -> str:
-    """What a field accepts, in words, for help and messages."""
+def accepted_values(spec, names: dict | None = None) -> str:
+    """What a field accepts, in words, for help and messages. `names` maps a field's "names"
+    metadata (e.g. "metrics") to the registered names, which live above this layer."""
     if "choices" in spec.metadata:
         return "one of: " + ", ".join(map(str, spec.metadata["choices"]))
-    if spec.metadata.get("names") == "metrics":
-        from ganctl.metrics.registry import METRICS  # numpy only, no TensorFlow
-
-        return "a list of: " + ", ".join(METRICS) + (", or [auto]" if "auto" in str(
-            spec.default_factory()) else "")
+    if spec.metadata.get("names") in (names or {}):
+        return "a list of: " + ", ".join(names[spec.metadata["names"]]) + (
+            ", or [auto]" if "auto" in str(spec.default_factory()) else "")
     if "accepted" in spec.metadata:
         return spec.metadata["accepted"]
     if spec.metadata.get("path"):

@@ -57,7 +57,9 @@ def check_can_write(path, key: str, makes: str = "a folder") -> None:
     import tempfile
 
     target = Path(str(path)).expanduser()
-    parent = next(p for p in [target, *target.parents] if p.exists())
+    # An existing file there is the overwrite check's to judge; its folder must be writable.
+    parent = next(p for p in [*([target] if target.is_dir() else []), *target.parents]
+                  if p.exists())
     if not parent.is_dir():
         raise UserError(f"{key}={path} is inside '{parent}', which is a file, not a folder. Give "
                         "a path that is new or inside a folder.")

@@ -103,7 +103,7 @@ def _misspelled(err: BaseException, command: str) -> str | None:
     `+key=value`, would only add a key nothing reads, so it is never given."""
     import re
 
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
     text = str(err)
     found = re.search(r"Could not find '([\w/]+)/([^']*)'", text)
@@ -115,6 +115,22 @@ def _misspelled(err: BaseException, command: str) -> str | None:
         return (f"{group}={name}: ganctl has no {group} called '{name}'."
                 f"{did_you_mean(name, options, group + '=')} Accepted: {', '.join(options)}.")
     cause = err.__cause__
+    if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):
+        # A value of the wrong type: say which type the key takes, with an example.
+        parent, _, key = str(cause.full_key).rpartition(".")
+        schema = schemas.schema_at(command, parent)
+        spec = next((f for f in dataclasses.fields(schema) if f.name == key), None) if (
+            schema) else None
+        kind = str(spec.type) if spec else ""
+        accepted = next((words for name, words in (
+            ("bool", "true or false"), ("List[int]", "a list of whole numbers, e.g. [3,7]"),
+            ("List[str]", "a list in brackets, e.g. [a,b]"), ("int", "a whole number"),
+            ("float", "a number, e.g. 0.0002 or 2e-4")) if name in kind), None)
+        if accepted:
+            value = str(cause.__dict__.get("value", "")) or text.split("'")[1]
+            accepted_values = schemas.accepted_values(spec)
+            return (f"{cause.full_key}={value}: {cause.full_key} takes {accepted}"
+                    + (f", {accepted_values}" if accepted_values else "") + ".")
     if not isinstance(cause, (ConfigKeyError, ConfigAttributeError)) or not getattr(cause, "full_key", None):
         return None
     full_key = str(cause.full_key)
