@@ -325,7 +325,7 @@ def _check_output_dirs(args: list[str]) -> None:
 # libjpeg's per-file complaints (ganctl counts and reports bad files itself).
 _NATIVE_NOISE = re.compile(
     r"^(?:[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] "
-    r"|E\d{4} .*(?:cuInit|cuda|cuDNN|cuFFT|cuBLAS|CUDA)"
+    r"|E\d{4} .*(?:cuInit|cuda|cuDNN|cuFFT|cuBLAS|CUDA|meta_optimizer\.cc)"
     r"|WARNING: All log messages before absl::InitializeLog"
     r"|To enable the following instructions:.*rebuild TensorFlow"
     r"|Corrupt JPEG data|Premature end of JPEG file|Invalid SOS parameters|JPEG datastream"
