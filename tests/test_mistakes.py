@@ -203,6 +203,7 @@ def test_sweep_summary_reevaluates_stale_rows_and_says_step_ema_num(tmp_path):
     first = ganctl("eval", f"sweep={sweep}", "num=200", "metrics=[modes]", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert ganctl("train", f"resume={job}", "train.steps=8", cwd=tmp_path).returncode == 0
+    assert "done: step 8; 4 steps trained" in (job / "train.log").read_text()
     again = ganctl("eval", f"sweep={sweep}", "num=200", "metrics=[modes]", cwd=tmp_path)
     assert "re-evaluating" in again.stdout and "step 4, the newest is 8" in again.stdout
     header, _, row = (sweep / "eval_summary.md").read_text().splitlines()[:3]
@@ -293,3 +294,13 @@ def test_each_command_has_its_own_help_with_the_accepted_values(tmp_path, comman
         assert text in result.stdout, text
     if command != "train":
         assert "loss: " not in result.stdout and "dataset=" not in result.stdout.split("\n")[2]
+
+
+def test_no_downloading_line_when_the_host_cannot_be_reached(monkeypatch, tmp_path, capsys):
+    from ganctl.datasets.base import download
+
+    monkeypatch.delenv("GANCTL_OFFLINE", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    path, why = download("nothing.gz", "http://127.0.0.1:9/nothing.gz")   # port 9: refused
+    assert path is None and "127.0.0.1 is unreachable" in why
+    assert "Downloading" not in capsys.readouterr().out
