@@ -190,7 +190,7 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
 
 def test_build_extractor_choices(cache):
     assert isinstance(build_extractor("auto", points=True), PixelExtractor)
-    with pytest.raises(UserError, match=r"features='resnet'.*auto, classifier, inception, pixels"):
+    with pytest.raises(UserError, match=r"features=resnet.*auto, classifier, inception, pixels"):
         build_extractor("resnet")
     with pytest.raises(UserError, match="features=classifier needs one of the labelled datasets"):
         build_extractor("classifier", dataset=Bars(), dataset_name="celeba")
