@@ -12,7 +12,7 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
-from ganctl.errors import UserError
+from ganctl.errors import UserError, did_you_mean
 
 
 # --- Rules on single values, declared on the fields below -----------------------------------
@@ -45,6 +45,28 @@ def one_of(default, choices: tuple, described: str | None = None):
                  choices=choices, described=described)
 
 
+def path(default=None):
+    """A file or folder: the command line takes it as typed (~, spaces, any language), quoted
+    for Hydra by ganctl, so the user need not."""
+    return field(default=default, metadata={"path": True})
+
+
+def path_keys(command: str) -> set[str]:
+    """Every dotted key of a command's config that holds a path."""
+    keys, todo = set(), [("", COMMAND_SCHEMAS.get(command))]
+    while todo:
+        prefix, schema = todo.pop()
+        for spec in dataclasses.fields(schema) if dataclasses.is_dataclass(schema) else ():
+            child = globals().get(spec.type) if isinstance(spec.type, str) else spec.type
+            if "schema" in spec.metadata:  # dataset: each option's schema may hold paths
+                todo += [(f"{prefix}{spec.name}.", option) for option in DATASET_SCHEMAS.values()]
+            elif dataclasses.is_dataclass(child):
+                todo.append((f"{prefix}{spec.name}.", child))
+            elif spec.metadata.get("path"):
+                keys.add(prefix + spec.name)
+    return keys | {"hydra.run.dir", "hydra.sweep.dir"}
+
+
 STRATEGIES = ("auto", "single", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 UPDATE_RULES = ("alternating", "simultaneous")
@@ -68,7 +90,7 @@ class DatasetConfig:
 @dataclass
 class FileDatasetConfig(DatasetConfig):
     """mnist, fashion_mnist, cifar10: a standard file set."""
-    path: Optional[str] = None          # local copy of the data (IDX .gz files, mnist.npz, ...)
+    path: Optional[str] = path()        # local copy of the data (IDX .gz files, mnist.npz, ...)
     limit: Optional[int] = None         # use only the first N training examples (small-data runs)
 
 
@@ -80,7 +102,7 @@ class StackedMnistConfig(FileDatasetConfig):
 @dataclass
 class FolderConfig(DatasetConfig):
     """Any folder of images."""
-    path: Optional[str] = None          # the folder (required)
+    path: Optional[str] = path()        # the folder (required)
     resolution: int = positive(64)      # resize + centre-crop to this size
     channels: int = one_of(3, (1, 3))   # 1 (grayscale) or 3 (RGB)
     on_bad_file: str = one_of("skip", ("skip", "error"))  # skip a bad file, or stop
@@ -133,7 +155,7 @@ class LossConfig:
 @dataclass
 class TrainConfig:
     steps: int = positive(5000)         # generator updates (about 6 min on a 2-core CPU)
-    batch_size: int = positive(64)
+    batch_size: int = positive(64)      # images per step (the global batch over all devices)
     seed: int = II("seed")
     g_lr: float = positive(2e-4)
     d_lr: float = positive(2e-4)
@@ -168,7 +190,8 @@ class TrainConfig:
     sample_grid: int = positive(64)     # images in each snapshot grid
     eval_every: int = non_negative(0)   # steps between in-training evaluations; 0 disables
     eval_num: int = positive(2000)      # samples per in-training evaluation
-    eval_metrics: List[str] = field(default_factory=lambda: ["fid"])  # first one picks `best`
+    eval_metrics: List[str] = field(default_factory=lambda: ["fid"],  # first one picks `best`
+                                    metadata={"names": "metrics"})
 
 
 @dataclass
@@ -180,65 +203,82 @@ class TrainRunConfig:
     loss: LossConfig = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
-    resume: Optional[str] = None        # run directory to continue
+    resume: Optional[str] = path()      # run directory to continue
     recipe: Optional[str] = None        # set by the conf/recipe/<dataset>_<model>.yaml that applied
 
 
 @dataclass
 class SampleConfig:
-    run: str = MISSING                  # run directory
+    run: str = field(default=MISSING, metadata={"path": True})  # run directory
     checkpoint: Optional[str] = None    # a step, or best (train.eval_every's); default the latest
     num: int = positive(64, "1 or more (the number of samples to write)")
     format: str = one_of("grid", SAMPLE_FORMATS)  # (and interpolate=true: a GIF)
-    out: Optional[str] = None           # default: inside <run>/samples/
-    ema: bool = True
-    seed: int = 0
-    interpolate: bool = False
+    out: Optional[str] = path()         # default: inside <run>/samples/
+    ema: bool = True                    # the EMA generator; false: the raw one
+    seed: int = 0                       # the noise drawn (same seed, same samples)
+    interpolate: bool = False           # an animated GIF walking through latent space
     frames: int = positive(60)          # interpolate: frames in the GIF
     # Class-conditional runs (model=cdcgan). Default: every class, one grid row each.
     labels: Optional[List[int]] = None  # classes to draw, e.g. labels=[3,7]; grid: one row each
     # N samples of each class (instead of num)
     per_class: Optional[int] = positive(None, "1 or more (samples of each class)")
+    overwrite: bool = False             # replace an existing out= file or folder
 
 
 @dataclass
 class EvalConfig:
-    run: Optional[str] = None           # score a run's checkpoint against its dataset
+    run: Optional[str] = path()         # score a run's checkpoint against its dataset
     checkpoint: Optional[str] = None    # a step, or best (train.eval_every's); default the latest
-    fake: Optional[str] = None          # ...or any two sets: npz / image folder
-    real: Optional[str] = None          # npz / image folder / dataset name (mnist, cifar10, ...)
-    sweep: Optional[str] = None         # ...or gather a multirun's jobs into one table
-    num: int = _rule(10000, "at least 2 (a few thousand for stable scores)", lambda v: v >= 2)
+    fake: Optional[str] = path()        # ...or any two sets: npz / image folder
+    real: Optional[str] = path()        # npz / image folder / dataset name (mnist, cifar10, ...)
+    sweep: Optional[str] = path()       # ...or gather a multirun's jobs into one table
     # generated samples (and at most this many real ones)
-    metrics: List[str] = field(default_factory=lambda: ["auto"])
-    features: str = one_of("auto", FEATURES)
-    inception_weights: Optional[str] = None  # a local InceptionV3 .h5 for offline machines
+    num: int = _rule(10000, "at least 2 (a few thousand for stable scores)", lambda v: v >= 2)
+    metrics: List[str] = field(default_factory=lambda: ["auto"], metadata={"names": "metrics"})
+    features: str = one_of("auto", FEATURES)  # auto: classifier for labelled data, else inception
+    inception_weights: Optional[str] = path()  # a local InceptionV3 .h5 for offline machines
     split: str = one_of("train", SPLITS)  # real split a run is compared with
-    ema: bool = True
-    seed: int = 0
-    batch_size: int = positive(250)
+    ema: bool = True                    # the EMA generator; false: the raw one
+    seed: int = 0                       # the noise drawn (same seed, same samples and scores)
+    batch_size: int = positive(250)     # samples generated and featurised at once
     sort_by: Optional[str] = None       # sweep table: default the first metric
     cas_epochs: int = positive(3)       # cas: epochs of each classifier (synthetic and real)
 
 
 @dataclass
 class ReportConfig:
-    run: Optional[str] = None           # a run directory -> <run>/report.html
-    sweep: Optional[str] = None         # ...or a multirun directory -> <sweep>/report.html
+    run: Optional[str] = path()         # a run directory -> <run>/report.html
+    sweep: Optional[str] = path()       # ...or a multirun directory -> <sweep>/report.html
 
 
 @dataclass
 class ExportConfig:
-    run: str = MISSING                  # run directory
+    run: str = path(MISSING)            # run directory
     format: str = one_of("savedmodel", EXPORT_FORMATS, "an export format. Formats: savedmodel (a "
                          "TensorFlow SavedModel folder), tflite (one .tflite file), keras (a "
                          ".keras file of the generator)")
-    out: Optional[str] = None           # default: <run>/export/generator_step<N>.<format>
+    out: Optional[str] = path()         # default: <run>/export/generator_step<N>.<format>
     checkpoint: Optional[str] = None    # a step, or best (train.eval_every's); default the latest
     ema: bool = True
 
 
 GROUP_SCHEMAS = {"dataset": DatasetConfig, "model": ModelConfig, "loss": LossConfig}
+# The schema of each command's whole config: help, "did you mean" and the checks read it.
+COMMAND_SCHEMAS = {"train": TrainRunConfig, "sample": SampleConfig, "eval": EvalConfig,
+                   "report": ReportConfig, "export": ExportConfig}
+
+
+def schema_at(command: str, dotted: str) -> type | None:
+    """The schema of the node at `dotted` ("" for the top, "train", "model.generator") in a
+    command's config, or None where there is no schema (hydra.*, a plain dict)."""
+    schema = COMMAND_SCHEMAS.get(command)
+    for part in [p for p in dotted.split(".") if p]:
+        spec = next((f for f in dataclasses.fields(schema) if f.name == part), None) if (
+            dataclasses.is_dataclass(schema)) else None
+        if spec is None:
+            return None
+        schema = globals().get(spec.type) if isinstance(spec.type, str) else spec.type
+    return schema if dataclasses.is_dataclass(schema) else None
 
 
 def shipped_options(group: str) -> list[str]:
@@ -346,6 +386,51 @@ def register_configs() -> None:
 
 # --- Checking a composed config: each field's rule, then the rules that join fields -----------
 
+def field_docs(schema: type) -> dict[str, str]:
+    """Each field's comment in this file (on its line, or the lines just above it): the help
+    text, so a new field documents itself in `ganctl <command> --help` by its comment."""
+    import inspect
+    import io
+    import tokenize
+
+    docs, above = {}, []
+    names = {f.name for f in dataclasses.fields(schema)}
+    tokens = tokenize.generate_tokens(io.StringIO(inspect.getsource(schema)).readline)
+    line_name = None
+    for tok in tokens:
+        if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in names:
+            line_name = tok.string
+            if above:
+                docs[line_name] = " ".join(above)
+        elif tok.type == tokenize.COMMENT:
+            text = tok.string.lstrip("#").strip()
+            if line_name and tok.start[1] > 4:
+                docs[line_name] = (docs.get(line_name, "") + " " + text).strip()
+            elif tok.start[1] == 4:
+                above.append(text)
+        elif tok.type == tokenize.NEWLINE:
+            above = [] if line_name else above
+            line_name = None
+        elif tok.type == tokenize.NL and line_name is None and not above:
+            above = []
+    return docs
+
+
+def accepted_values(spec, names: dict | None = None) -> str:
+    """What a field accepts, in words, for help and messages. `names` maps a field's "names"
+    metadata (e.g. "metrics") to the registered names, which live above this layer."""
+    if "choices" in spec.metadata:
+        return "one of: " + ", ".join(map(str, spec.metadata["choices"]))
+    if spec.metadata.get("names") in (names or {}):
+        return "a list of: " + ", ".join(names[spec.metadata["names"]]) + (
+            ", or [auto]" if "auto" in str(spec.default_factory()) else "")
+    if "accepted" in spec.metadata:
+        return spec.metadata["accepted"]
+    if spec.metadata.get("path"):
+        return "a path (~ and any characters are fine)"
+    return ""
+
+
 def check_values(node, schema: type, prefix: str = "") -> None:
     """UserError for the first value in `node` (or the nodes below it) that breaks its field's
     rule. Unknown keys and missing values are the pre-run check's to report."""
@@ -368,7 +453,8 @@ def check_values(node, schema: type, prefix: str = "") -> None:
             raise UserError(f"{key}={value} is not {spec.metadata['described']}.")
         if "choices" in spec.metadata:
             raise UserError(f"{key}={value} is not one of: "
-                            f"{', '.join(map(str, spec.metadata['choices']))}.")
+                            f"{', '.join(map(str, spec.metadata['choices']))}."
+                            f"{did_you_mean(value, spec.metadata['choices'], key + '=')}")
         raise UserError(f"{key}={value} must be {spec.metadata['accepted']}.")
 
 

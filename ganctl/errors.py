@@ -1,6 +1,7 @@
 """UserError and the one-paragraph message ganctl prints for bad input."""
 from __future__ import annotations
 
+import difflib
 import errno
 import textwrap
 
@@ -23,6 +24,12 @@ def format_error(message: str, width: int = 100) -> str:
     # Never break inside a path or command: it is copied from here (resume=...).
     return textwrap.fill(paragraph, width=width, initial_indent="ganctl: error: ",
                          subsequent_indent="  ", break_on_hyphens=False, break_long_words=False)
+
+
+def did_you_mean(value, choices, prefix: str = "") -> str:
+    """" Did you mean X?" for the accepted choice closest to a mistyped value, or ""."""
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" Did you mean {prefix}{close[0]}?" if close else ""
 
 
 class WriteFailed(UserError):

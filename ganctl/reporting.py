@@ -26,7 +26,6 @@ from ganctl import rundir
 
 log = logging.getLogger("ganctl")
 
-REPORT_FILE = "report.html"
 MAX_SNAPSHOTS = 40                  # grids embedded per run; evenly spaced, last one always in
 MAX_GRID_BYTES = 3_000_000          # ...and about this many bytes of them
 # Figures of metrics.jsonl that are not losses; everything else numeric is plotted as a loss.
@@ -530,7 +529,7 @@ def stale_job_reports(sweep_dir: Path) -> list[Path]:
     """The sweep's jobs whose report.html is missing or older than their metrics.jsonl."""
     stale = []
     for job in sorted(p for p in sweep_dir.iterdir() if (p / rundir.CONFIG_FILE).is_file()):
-        report, metrics = job / REPORT_FILE, job / rundir.METRICS_FILE
+        report, metrics = job / rundir.REPORT_FILE, job / rundir.METRICS_FILE
         if not report.is_file() or (metrics.is_file()
                                     and metrics.stat().st_mtime > report.stat().st_mtime):
             stale.append(job)
@@ -599,8 +598,8 @@ def build_sweep_report(sweep_dir: Path) -> str:
     header = ["#", "job", "overrides", "status", *metric_names, "metrics from", "step", "time"]
     table_rows = []
     for i, job in enumerate(jobs, 1):
-        link = (f'<a href="{_e(job["name"])}/{REPORT_FILE}" title="{_e(job["name"])}">'
-                f'{_e(job["number"])}</a>' if (job["dir"] / REPORT_FILE).is_file()
+        link = (f'<a href="{_e(job["name"])}/{rundir.REPORT_FILE}" title="{_e(job["name"])}">'
+                f'{_e(job["number"])}</a>' if (job["dir"] / rundir.REPORT_FILE).is_file()
                 else _e(job["number"]))
         status = job["status"]
         cls = "ok" if status in ("finished", "ok") else "warn" if status.startswith("training") else "bad"
@@ -657,7 +656,7 @@ def _sweep_plots(jobs: list[dict]) -> list:
 def write_report(folder: Path, status: str | None = None, sweep: bool = False) -> Path:
     """Write <folder>/report.html in one step (a reader never sees half a page)."""
     text = build_sweep_report(folder) if sweep else build_run_report(folder, status)
-    out = folder / REPORT_FILE
+    out = folder / rundir.REPORT_FILE
     staged = out.with_name(out.name + ".tmp")
     try:
         staged.write_text(text, encoding="utf-8")
@@ -673,6 +672,6 @@ def write_report_quietly(folder: Path, status: str | None = None, sweep: bool = 
         return write_report(folder, status, sweep)
     except Exception as err:  # noqa: BLE001  the run itself is saved; the report is extra
         log.warning("could not write %s (%s: %s); write it later with ganctl report %s=%s",
-                    folder / REPORT_FILE, type(err).__name__, err, "sweep" if sweep else "run",
+                    folder / rundir.REPORT_FILE, type(err).__name__, err, "sweep" if sweep else "run",
                     folder)
         return None

@@ -1,6 +1,7 @@
 """What a run directory holds, and reading it back safely. No TensorFlow here."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -13,6 +14,7 @@ BEST_DIR = "best"                    # under CHECKPOINT_DIR: train.eval_every's 
 SAMPLES_DIR = "samples"
 METRICS_FILE = "metrics.jsonl"
 GENERATOR_EXPORT = "generator.keras"
+REPORT_FILE = "report.html"          # `ganctl report`, also written at the end of every run
 REALS_FILE = "reals.png"             # a batch of training data, as the first snapshot
 TENSORBOARD_DIR = "tensorboard"
 LOG_FILE = "train.log"               # Hydra's job log, named after the job
@@ -21,6 +23,14 @@ EVAL_DIR = "eval"                    # `ganctl eval run=` results
 EVAL_FILE = "metrics.json"
 EXPORT_DIR = "export"                # `ganctl export`'s default folder
 EXPORT_LOG = "exports.jsonl"         # under EXPORT_DIR: one line per export, wherever it went
+
+
+def newest_saved_step(run_dir: Path) -> int:
+    """The newest step with a complete checkpoint (its index is written last), 0 if none."""
+    steps = [int(p.name[len("ckpt-"):-len(".index")]) for p in
+             (Path(run_dir) / CHECKPOINT_DIR).glob("ckpt-*.index")
+             if p.name[len("ckpt-"):-len(".index")].isdigit()]
+    return max(steps, default=0)
 
 
 def parse_checkpoint(value) -> int | str | None:
@@ -47,6 +57,30 @@ def check_run_dir(path: str, what: str = "run") -> Path:
         raise UserError(f"{what}={path} is not a ganctl run: it has no {CONFIG_FILE}. Give a run "
                         "directory made by `ganctl train` (e.g. outputs/<date>/<time>).")
     return run_dir.resolve()
+
+
+def check_can_write(path, key: str, makes: str = "a folder") -> None:
+    """UserError unless `path` (a file or folder ganctl is about to make) can be created: its
+    nearest existing parent is a folder this user can write into. Probed by making and removing
+    a temporary folder there, which also catches read-only mounts and /proc-like file systems."""
+    import tempfile
+
+    target = Path(str(path)).expanduser()
+    # An existing file there is the overwrite check's to judge; its folder must be writable.
+    parent = next(p for p in [*([target] if target.is_dir() else []), *target.parents]
+                  if p.exists())
+    if not parent.is_dir():
+        raise UserError(f"{key}={path} is inside '{parent}', which is a file, not a folder. Give "
+                        "a path that is new or inside a folder.")
+    try:
+        probe = tempfile.mkdtemp(prefix=".ganctl-probe-", dir=parent)
+    except OSError as err:
+        raise UserError(f"{key}={path}: ganctl cannot write {makes} there, because '{parent}' "
+                        f"refuses new files ({err.strerror}). Give a path in a folder you may "
+                        f"write to, e.g. {key}={Path.home() / 'ganctl-outputs' / target.name}, or fix the "
+                        "folder's permissions.") from None
+    with contextlib.suppress(OSError):
+        Path(probe).rmdir()
 
 
 def load_run_config(run_dir: Path) -> DictConfig:

@@ -11,8 +11,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ganctl import config as schemas
-from ganctl.errors import UserError
-from ganctl.rundir import parse_checkpoint
+from ganctl.errors import UserError, did_you_mean
+from ganctl.rundir import SAMPLES_DIR, check_can_write, parse_checkpoint
 
 # Flags Hydra takes with a value; everything else starting with '-' stands alone.
 _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-dir", "-cd", "--info", "-i"}
@@ -47,6 +47,7 @@ def precheck(command: str, args: list[str]) -> None:
     optuna = multirun and any(o.replace(" ", "").startswith("hydra/sweeper=optuna")
                               for o in overrides)
     for job in _expand(overrides, multirun):
+        _check_group_choices(job, config_dirs)
         if command == "sample":
             _check_sample_overrides(job)
         cfg = _compose(command, job)
@@ -86,7 +87,87 @@ def _compose(command: str, overrides: list[str]) -> DictConfig:
     try:
         return schemas.compose(command, overrides)
     except (HydraException, OmegaConfBaseException) as err:
-        raise UserError(_paragraph(err)) from err
+        raise UserError(_misspelled(err, command) or _paragraph(err)) from err
+
+
+def _misspelled(err: BaseException, command: str) -> str | None:
+    """A misspelled key or group option, named with the closest accepted one. Hydra's own advice,
+    `+key=value`, would only add a key nothing reads, so it is never given."""
+    import re
+
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    text = str(err)
+    found = re.search(r"Could not find '([\w/]+)/([^']*)'", text)
+    if found:
+        group, name = found.groups()
+        # Hydra lists every option it can see: ganctl's, Hydra's own and those of --config-dir.
+        options = text.partition("Available options")[2].partition(":")[2]
+        options = options.split("Config search path:")[0].split()
+        return (f"{group}={name}: ganctl has no {group} called '{name}'."
+                f"{did_you_mean(name, options, group + '=')} Accepted: {', '.join(options)}.")
+    cause = err.__cause__
+    if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):
+        # A value of the wrong type: say which type the key takes, with an example.
+        parent, _, key = str(cause.full_key).rpartition(".")
+        schema = _schema_of(cause) or schemas.schema_at(command, parent)
+        spec = next((f for f in dataclasses.fields(schema) if f.name == key), None) if (
+            schema) else None
+        kind = str(spec.type) if spec else ""
+        accepted = next((words for name, words in (
+            ("bool", "true or false"), ("List[int]", "a list of whole numbers, e.g. [3,7]"),
+            ("List[str]", "a list in brackets, e.g. [a,b]"), ("int", "a whole number"),
+            ("float", "a number, e.g. 0.0002 or 2e-4")) if name in kind), None)
+        if accepted:
+            value = str(cause.__dict__.get("value", "")) or text.split("'")[1]
+            accepted_values = schemas.accepted_values(spec)
+            return (f"{cause.full_key}={value}: {cause.full_key} takes {accepted}"
+                    + (f", {accepted_values}" if accepted_values else "") + ".")
+    if not isinstance(cause, (ConfigKeyError, ConfigAttributeError)) or not getattr(cause, "full_key", None):
+        return None
+    full_key = str(cause.full_key)
+    parent, _, key = full_key.rpartition(".")
+    schema = _schema_of(cause) or schemas.schema_at(command, parent)
+    if schema is None:
+        return None
+    fields = [f.name for f in dataclasses.fields(schema) if not f.name.startswith("_")]
+    groups = _config_groups() if not parent and command == "train" else []
+    prefix = parent + "." if parent else ""
+    return (f"{full_key} is not a ganctl setting."
+            f"{did_you_mean(key, fields + groups, prefix)} Settings here: "
+            f"{', '.join(prefix + f for f in fields)}"
+            + (f"; config groups: {', '.join(groups)}" if groups else "") + ".")
+
+
+def _schema_of(cause) -> type | None:
+    """The schema of the node an OmegaConf error happened in (a dataset option's own schema,
+    which the command's schema cannot name: each dataset brings its own)."""
+    node_type = getattr(cause, "object_type", None)
+    return node_type if dataclasses.is_dataclass(node_type) else None
+
+
+def _check_group_choices(overrides: list[str], config_dirs: list[str]) -> None:
+    """A group option that does not exist. Hydra ignores it silently for an optional group
+    (experiment=rign would train the defaults), so every group is checked here."""
+    for override in overrides:
+        key, _, name = override.partition("=")
+        key = key.lstrip("+")
+        if key not in _config_groups() or not name or name == "null":
+            continue
+        options = set(schemas.shipped_options(key))
+        for directory in config_dirs:
+            options |= {p.stem for p in (Path(directory) / key).glob("*.yaml")}
+        if name not in options:
+            raise UserError(f"{key}={name}: ganctl has no {key} called '{name}'."
+                            f"{did_you_mean(name, options, key + '=')} Accepted: "
+                            f"{', '.join(sorted(options))}.")
+
+
+def _config_groups() -> list[str]:
+    from importlib.resources import files
+
+    return sorted(p.name for p in files("ganctl.conf").iterdir()
+                  if p.is_dir() and p.name not in ("hydra", "__pycache__"))
 
 
 def _paragraph(err: BaseException) -> str:
@@ -108,9 +189,14 @@ def _paragraph(err: BaseException) -> str:
 
 
 def check_train_config(cfg: DictConfig) -> None:
+    from ganctl.metrics.registry import check_metric_names
+
     _check_required(cfg)
     _check_known_keys(cfg, schemas.TrainRunConfig, "")
     schemas.check_train_run(cfg)
+    # Checked even when train.eval_every=0: a typo found only at the first evaluation would cost
+    # the steps before it.
+    check_metric_names(cfg.train.eval_metrics, "train.eval_metrics")
 
 
 def check_optuna_objective(cfg: DictConfig) -> None:
@@ -129,6 +215,12 @@ def check_sample_config(cfg: DictConfig) -> None:
     _check_known_keys(cfg, schemas.SampleConfig, "")
     parse_checkpoint(cfg.checkpoint)
     schemas.check_sample(cfg)
+    if cfg.out:
+        check_can_write(cfg.out, "out", "the samples")
+        _check_not_replacing(Path(cfg.out).expanduser(), cfg)
+    elif Path(cfg.run).expanduser().is_dir():
+        check_can_write(Path(cfg.run).expanduser() / SAMPLES_DIR, "run",
+                        "the samples (into <run>/samples/; out= writes elsewhere)")
     if cfg.labels is not None:
         labels = list(cfg.labels)
         classes = run_classes(cfg.run)
@@ -148,8 +240,26 @@ def check_eval_config(cfg: DictConfig) -> None:
     _check_known_keys(cfg, schemas.EvalConfig, "")
     parse_checkpoint(cfg.checkpoint)
     schemas.check_eval(cfg)
+    for key, sub in (("run", "eval"), ("sweep", "")):
+        if cfg[key] and Path(cfg[key]).expanduser().is_dir():
+            check_can_write(Path(cfg[key]).expanduser() / sub, key, "the results")
     if list(cfg.metrics) != ["auto"]:
-        check_metric_names(cfg.metrics)
+        check_metric_names(cfg.metrics, "metrics")
+
+
+def _check_not_replacing(out: Path, cfg: DictConfig) -> None:
+    """out= that names something already there is replaced only when asked (overwrite=true).
+    format=dataset never writes over anything (sample.py says why)."""
+    if cfg.overwrite or cfg.format == "dataset" or not out.exists():
+        return
+    if out.is_dir() and not any(out.iterdir()):
+        return
+    if out.is_dir() and not (cfg.format == "png" and not cfg.interpolate):
+        return  # a folder given where one file goes: sample names the problem
+    what = "a folder that is not empty" if out.is_dir() else "a file that exists"
+    new = out.with_name(out.stem + "_2" + out.suffix)
+    raise UserError(f"out={out} is {what}; ganctl sample never replaces your files unless "
+                    f"asked. Give a new name, e.g. out={new}, or add overwrite=true to replace it.")
 
 
 def check_report_config(cfg: DictConfig) -> None:

@@ -129,9 +129,9 @@ def test_inception_without_weights_says_how_to_provide_them(tmp_path, monkeypatc
     with pytest.raises(UserError) as err:
         features.resolve_inception_weights(None)
     message = str(err.value)
-    assert features.INCEPTION_NOTOP_FILE in message and "eval.inception_weights=<file>" in message
+    assert features.INCEPTION_NOTOP_FILE in message and "inception_weights=<file>" in message
     assert str(tmp_path / "keras" / "models") in message
-    with pytest.raises(UserError, match=r"eval\.inception_weights=.*missing\.h5 does not exist"):
+    with pytest.raises(UserError, match=r"inception_weights=.*missing\.h5 does not exist"):
         features.resolve_inception_weights(tmp_path / "missing.h5")
     (tmp_path / "garbage.h5").write_bytes(b"not hdf5")
     with pytest.raises(UserError, match="is not a Keras weights file"):
@@ -190,7 +190,7 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
 
 def test_build_extractor_choices(cache):
     assert isinstance(build_extractor("auto", points=True), PixelExtractor)
-    with pytest.raises(UserError, match=r"features='resnet'.*auto, classifier, inception, pixels"):
+    with pytest.raises(UserError, match=r"features=resnet.*auto, classifier, inception, pixels"):
         build_extractor("resnet")
     with pytest.raises(UserError, match="features=classifier needs one of the labelled datasets"):
         build_extractor("classifier", dataset=Bars(), dataset_name="celeba")

@@ -33,7 +33,7 @@ def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> Path:
                             or fmt == "dataset"):
         _refuse_unconditional(cfg, fmt, run_dir, dataset)
     rng = np.random.default_rng(cfg.seed)
-    stem = f"step{step:06d}_seed{cfg.seed}" + ("" if cfg.ema else "_raw")
+    stem = request_stem(cfg, step)
     default_dir = run_dir / rundir.SAMPLES_DIR
     points = dataset.kind == "points"
     labels, columns = (sample_labels(cfg.num, dataset.num_classes, cfg.labels, cfg.per_class,
@@ -41,7 +41,7 @@ def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> Path:
     count = len(labels) if labels is not None else cfg.num
 
     if fmt == "gif":
-        out = out or default_dir / f"walk_{stem}.gif"
+        out = out or _new_path(default_dir / f"walk_{stem}.gif")
         frames = _latent_walk(generator, rng, z_dim, count, cfg.frames, generate, labels)
         real = dataset.arrays("train", limit=2000)[0] if points else None
         pictures = [scatter_plot(f, real) if points else image_grid(f) for f in frames]
@@ -51,18 +51,18 @@ def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> Path:
         # Class by row: column j shares one z across the rows, so a column shows one "style" in
         # every class and a row how the class varies.
         z = np.tile(rng.standard_normal((columns, z_dim)).astype(np.float32), (count // columns, 1))
-        out = out or default_dir / f"grid_{stem}.png"
+        out = out or _new_path(default_dir / f"grid_{stem}.png")
         out.parent.mkdir(parents=True, exist_ok=True)
         image_grid(generate(generator, z, labels), columns=columns).save(out)
     else:
         samples = generate(generator, rng.standard_normal((count, z_dim)).astype(np.float32),
                            labels)
         if fmt == "dataset":
-            out = out or default_dir / f"dataset_{stem}"
+            out = out or _new_path(default_dir / f"dataset_{stem}")
             _check_writable(out, fmt)   # the default folder too: never write into older output
             write_labelled_dataset(out, to_uint8(samples), labels, dataset.class_names)
         elif fmt == "npz":
-            out = out or default_dir / f"samples_{stem}.npz"
+            out = out or _new_path(default_dir / f"samples_{stem}.npz")
             out.parent.mkdir(parents=True, exist_ok=True)
             if points:
                 np.savez_compressed(out, points=samples.astype(np.float32))
@@ -73,14 +73,14 @@ def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> Path:
                     arrays["labels"] = labels.astype(np.int64)
                 np.savez_compressed(out, **arrays)
         elif fmt == "png" and not points:
-            out = out or default_dir / f"png_{stem}"
+            out = out or _new_path(default_dir / f"png_{stem}")
             out.mkdir(parents=True, exist_ok=True)
             names = _folder_names(dataset.class_names) if labels is not None else None
             for i, pixels in enumerate(to_uint8(samples)):
                 suffix = f"_{names[labels[i]]}" if names else ""
                 save_png(pixels, out / f"{i:06d}{suffix}.png")
         else:  # grid, and png for 2-D points: a scatter plot over the real distribution
-            out = out or default_dir / f"grid_{stem}.png"
+            out = out or _new_path(default_dir / f"grid_{stem}.png")
             real = dataset.arrays("train", limit=2000)[0] if points else None
             save_snapshot(samples, out, real_points=real)
             if points:
@@ -88,6 +88,27 @@ def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> Path:
     what = f"{count} samples" + (f" of classes {_describe(labels)}" if labels is not None else "")
     print(f"wrote {out}  ({what}, step {step}, {'EMA' if cfg.ema else 'raw'} G)")
     return out
+
+
+def request_stem(cfg: DictConfig, step: int) -> str:
+    """A file name that differs whenever the request does: step, seed, count, classes, EMA."""
+    parts = [f"step{step:06d}", f"seed{cfg.seed}",
+             f"per_class{cfg.per_class}" if cfg.per_class is not None else f"num{cfg.num}"]
+    if cfg.labels is not None:
+        parts.append("labels" + "-".join(str(c) for c in cfg.labels))
+    if cfg.interpolate:
+        parts.append(f"frames{cfg.frames}")
+    return "_".join(parts) + ("" if cfg.ema else "_raw")
+
+
+def _new_path(path: Path) -> Path:
+    """`path`, or path_2, path_3, ... when it exists: a default name never replaces older output."""
+    if not path.exists():
+        return path
+    number = 2
+    while (candidate := path.with_name(f"{path.stem}_{number}{path.suffix}")).exists():
+        number += 1
+    return candidate
 
 
 def write_labelled_dataset(out: Path, images: np.ndarray, labels: np.ndarray,

@@ -113,6 +113,14 @@ def _config_for_resume(cfg: DictConfig, run_dir: Path) -> DictConfig:
                         f"{', '.join(changed)} cannot be changed; only "
                         f"{', '.join(RESUMABLE_OVERRIDES[1:])} can. Start a new run to change them.")
     saved = _with_new_defaults(rundir.load_run_config(run_dir))
+    steps = OmegaConf.select(cfg, "train.steps") if any(
+        o.split("=", 1)[0] == "train.steps" for o in overrides) else saved.train.steps
+    done = rundir.newest_saved_step(run_dir)
+    if done >= steps:
+        # Said before TensorFlow starts: resuming would only restore and save again.
+        raise UserError(f"resume={run_dir} has already trained {done} steps, and train.steps="
+                        f"{steps}: there is nothing left to train. To go on, raise the target, "
+                        f"e.g. ganctl train resume={run_dir} train.steps={max(2 * done, done + 1)}.")
     with open_dict(saved):
         for key in RESUMABLE_OVERRIDES[1:]:
             if any(o.split("=", 1)[0] == key for o in overrides):

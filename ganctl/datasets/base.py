@@ -185,6 +185,11 @@ def download(fname: str, origin: str, file_hash: str | None = None,
     """
     if offline():
         return None, "downloads are off (GANCTL_OFFLINE=1)"
+    cached = (keras_home() / cache_subdir / fname).is_file()
+    unreachable = "" if cached else _unreachable(origin)
+    if unreachable:
+        # Checked first: Keras prints "Downloading data from ..." before it finds out.
+        return None, f"downloading {origin} failed ({unreachable})"
     from keras.utils import get_file
 
     cache_dir = keras_home()
@@ -201,6 +206,21 @@ def download(fname: str, origin: str, file_hash: str | None = None,
         return None, f"downloading {origin} failed ({err})"
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def _unreachable(origin: str) -> str:
+    """Why the host of `origin` cannot be reached ("" when it can), within the timeout."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(origin)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    if url.scheme == "file" or not url.hostname:
+        return ""
+    try:
+        socket.create_connection((url.hostname, port), timeout=DOWNLOAD_TIMEOUT_S).close()
+        return ""
+    except OSError as err:
+        return f"{url.hostname} is unreachable: {err.strerror or err}"
 
 
 def sha256_of(path: Path) -> str:

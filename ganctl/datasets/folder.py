@@ -200,8 +200,21 @@ def _check(path: Path, full: bool) -> tuple[bool, str | None]:
                 image.verify()  # header, and chunk checksums for PNG; reads no pixels
     except Exception as err:  # noqa: BLE001 -- Pillow raises many types for damaged files
         return False, str(err) or type(err).__name__
+    if image_format == "JPEG" and not _has_jpeg_end(path):
+        # TensorFlow and libjpeg decode a cut-off JPEG without an error (grey below the cut,
+        # one libjpeg warning per read), so it is found here, in both on_bad_file modes alike.
+        return False, "truncated JPEG: the file ends before its end-of-image marker"
     tf_modes = TF_DECODES.get(image_format, set())
     return not (image_format in TF_DECODES and (tf_modes is None or mode in tf_modes)), None
+
+
+def _has_jpeg_end(path: Path, tail: int = 4096) -> bool:
+    """Whether a JPEG file holds its end-of-image marker (FF D9) near its end; reading only the
+    tail keeps the scan of a large folder fast. Some cameras append data after the marker."""
+    with open(path, "rb") as file:
+        file.seek(0, 2)
+        file.seek(max(0, file.tell() - tail))
+        return b"\xff\xd9" in file.read()
 
 
 def _decode_with_pillow(path: bytes) -> np.ndarray:

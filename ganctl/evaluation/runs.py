@@ -30,11 +30,23 @@ def evaluate_run(run_dir: Path, cfg: DictConfig) -> dict:
     result.update(run=str(run_dir), checkpoint_step=step, ema=bool(cfg.ema), dataset=name,
                   checkpoint=cfg.checkpoint or "newest",
                   real_split=cfg.split)
-    out = run_dir / rundir.EVAL_DIR / rundir.EVAL_FILE
+    # One file per request, so a second `ganctl eval` with other settings keeps the first's
+    # results; metrics.json is a copy of the newest, which older readers and scripts expect.
+    out = run_dir / rundir.EVAL_DIR / f"metrics_{request_stem(cfg, step)}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    text = json.dumps(result, indent=2) + "\n"
+    out.write_text(text)
+    (run_dir / rundir.EVAL_DIR / rundir.EVAL_FILE).write_text(text)
     result["written"] = str(out)
     return result
+
+
+def request_stem(cfg: DictConfig, step: int) -> str:
+    """What decides an evaluation's numbers, as a file name: step, EMA, sample count, seed,
+    real split, features and metrics."""
+    metrics = "-".join(str(m) for m in cfg.metrics)
+    return (f"step{step:06d}_{'ema' if cfg.ema else 'raw'}_num{cfg.num}_seed{cfg.seed}_"
+            f"{cfg.split}_{cfg.features}_{metrics}")
 
 
 def evaluate_sets(cfg: DictConfig) -> dict:
@@ -71,9 +83,11 @@ def gather_sweep(sweep_dir: Path, cfg: DictConfig) -> dict:
     rows = []
     for job in sorted(p for p in sweep_dir.iterdir() if (p / rundir.CONFIG_FILE).is_file()):
         saved = job / rundir.EVAL_DIR / rundir.EVAL_FILE
-        if saved.is_file():
-            result = json.loads(saved.read_text())
-        else:
+        result = json.loads(saved.read_text()) if saved.is_file() else None
+        stale = result is not None and _stale(result, job, cfg)
+        if result is None or stale:
+            if stale:
+                print(f"re-evaluating {job.name}: {stale}")
             try:
                 result = evaluate_run(job, cfg)
             except UserError as err:
@@ -82,10 +96,11 @@ def gather_sweep(sweep_dir: Path, cfg: DictConfig) -> dict:
         overrides = job / ".hydra" / "overrides.yaml"
         label = " ".join(OmegaConf.load(overrides)) if overrides.is_file() else job.name
         rows.append({"job": job.name, "overrides": label, "step": result.get("checkpoint_step"),
+                     "ema": result.get("ema"), "num": result.get("num_fake"),
                      **result["metrics"]})
     if not rows:
         raise UserError(f"sweep={sweep_dir} has no finished job with a checkpoint to score.")
-    sort_by = cfg.sort_by or next(k for k in rows[0] if k not in ("job", "overrides", "step"))
+    sort_by = cfg.sort_by or next(k for k in rows[0] if k not in PROVENANCE_COLUMNS)
     if sort_by not in rows[0]:
         raise UserError(f"sort_by={sort_by} is not a column; columns: {', '.join(rows[0])}.")
     rows.sort(key=lambda r: sort_value(r.get(sort_by), sort_by in LOWER_IS_BETTER))
@@ -99,6 +114,35 @@ def gather_sweep(sweep_dir: Path, cfg: DictConfig) -> dict:
     print(markdown, end="")
     print(f"\nwrote {sweep_dir / 'eval_summary.csv'} and eval_summary.md (sorted by {sort_by})")
     return {"rows": rows, "sort_by": sort_by}
+
+
+PROVENANCE_COLUMNS = ("job", "overrides", "step", "ema", "num")
+
+
+def _stale(result: dict, job: Path, cfg: DictConfig) -> str:
+    """Why a job's saved evaluation cannot stand in a table of this request ("" when it can):
+    it scored an older checkpoint than the job's newest, or other settings than asked now."""
+    newest = rundir.newest_saved_step(job)
+    if cfg.checkpoint is None and result.get("checkpoint_step") not in (None, newest):
+        return f"its results are for step {result.get('checkpoint_step')}, the newest is {newest}"
+    if bool(result.get("ema", True)) != bool(cfg.ema):
+        return f"its results used ema={str(result.get('ema')).lower()}"
+    # num_fake is the count generated: num, give or take the balancing over classes.
+    if abs(int(result.get("num_fake") or 0) - cfg.num) > cfg.num // 100:
+        return f"its results used num={result.get('num_fake')}"
+    if cfg.seed != result.get("seed", cfg.seed):
+        return f"its results used seed={result.get('seed')}"
+    if list(cfg.metrics) != ["auto"] and not set(cfg.metrics) <= _metric_families(result):
+        return f"its results lack {', '.join(sorted(set(cfg.metrics) - _metric_families(result)))}"
+    return ""
+
+
+def _metric_families(result: dict) -> set[str]:
+    """The metric names a result answers: precision_recall yields precision and recall, etc."""
+    keys = set(result.get("metrics", {}))
+    families = {"precision_recall": {"precision", "recall"}, "density_coverage": {"density",
+                                                                                  "coverage"}}
+    return keys | {name for name, parts in families.items() if parts <= keys}
 
 
 def sort_value(value, ascending: bool) -> float:

@@ -90,8 +90,9 @@ def check_enough_samples(n: int, dim: int, which: str, extractor: str = "") -> N
                         f"{n} samples for {dim}-dimensional features{using}, so its covariance is "
                         f"singular. Give more than {dim} samples (ganctl eval num=..., "
                         "train.eval_num=... during training; 10,000 or more is usual for a stable "
-                        "FID) or use a lower-dimensional feature extractor (features=classifier "
-                        "for mnist, fashion_mnist and cifar10).")
+                        "FID), use a lower-dimensional feature extractor (features=classifier "
+                        "for mnist, fashion_mnist and cifar10), or leave FID out: "
+                        "metrics=[kid,precision_recall,density_coverage] work with few samples.")
 
 
 def fid(real_features: np.ndarray, fake_features: np.ndarray, extractor: str = "") -> float:

@@ -27,7 +27,8 @@ def inception_score(probs: np.ndarray, splits: int = 10) -> tuple[float, float]:
         raise ValueError(f"inception_score needs (N, classes) probabilities, got {probs.shape}")
     if len(probs) < splits:
         raise UserError(f"The Inception Score is averaged over {splits} splits, but there are only "
-                        f"{len(probs)} samples. Raise eval.num (5,000 or more is usual).")
+                        f"{len(probs)} samples. Raise num= (ganctl eval "
+                        "num=5000; 5,000 or more is usual).")
     check_probabilities(probs)
     n = len(probs)
     scores = []

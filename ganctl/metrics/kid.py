@@ -41,7 +41,8 @@ def kid(real_features: np.ndarray, fake_features: np.ndarray, num_subsets: int =
     size = min(subset_size, len(real_features), len(fake_features))
     if size < 2:
         raise UserError(f"KID needs at least 2 samples per set, got {len(real_features)} real "
-                        f"and {len(fake_features)} fake. Raise eval.num.")
+                        f"and {len(fake_features)} fake. Raise num= "
+                        "(ganctl eval num=...; train.eval_num=... in training).")
     rng = np.random.default_rng(seed)
     estimates = np.empty(num_subsets)
     for i in range(num_subsets):

@@ -116,7 +116,8 @@ def knn_radii(points: np.ndarray, k: int, block_rows: int | None = None) -> np.n
     points = _as_2d(points)
     if len(points) <= k:
         raise UserError(f"k-NN metrics with k={k} need more than {k} samples per set, got "
-                        f"{len(points)}. Raise eval.num.")
+                        f"{len(points)}. Raise num= "
+                        "(ganctl eval num=...; train.eval_num=... in training).")
     radii = np.empty(len(points))
     for block in squared_distance_blocks(points, points, block_rows, same_set=True):
         # Index k of the sorted row: index 0 is the point itself at distance 0.

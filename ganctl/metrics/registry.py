@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from ganctl.errors import UserError
+from ganctl.errors import UserError, did_you_mean
 from ganctl.metrics import cas, fid, inception_score, kid, modes, precision_recall
 
 
@@ -99,15 +99,16 @@ def register_metric(name: str, needs_real: bool = False, needs_probs: bool = Fal
     return decorate
 
 
-def check_metric_names(names: Iterable[str]) -> list[str]:
+def check_metric_names(names: Iterable[str], key: str = "metrics") -> list[str]:
     """The names as a list, or a UserError naming the unknown one and listing the known ones."""
     names = list(names)
     if not names:
-        raise UserError(f"No metrics were chosen. Set eval.metrics to a list of: "
-                        f"{', '.join(METRICS)}.")
+        raise UserError(f"{key}=[] chooses no metric. Set {key} to a list of: "
+                        f"{', '.join(METRICS)}, e.g. {key}=[fid].")
     for name in names:
         if name not in METRICS:
-            raise UserError(f"Unknown metric {name!r} in eval.metrics. Known metrics: "
+            raise UserError(f"{key}=[{','.join(map(str, names))}]: {name!r} is not a metric."
+                            f"{did_you_mean(name, METRICS)} Known metrics: "
                             f"{', '.join(METRICS)}.")
     return names
 

@@ -36,6 +36,7 @@ logging.getLogger("absl").setLevel(logging.WARNING)  # TF's per-save INFO chatte
 
 def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     t = cfg.train
+    log.info("%s %s (train.steps=%d)", "resuming" if resuming else "new run in", run_dir, t.steps)
 
     # --- Devices & seed -------------------------------------------------------------------------
     strategy = make_strategy(t.strategy)  # first: a multi-worker runtime is set up before any op
@@ -92,8 +93,10 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
         if final > start_step and final not in checkpoints.steps():
             checkpoints.save(final)
         state.sampler.save(exported)
-    log.info("done: %d steps in %.1f s; checkpoints in %s, generator exported to %s",
-             final, time.perf_counter() - started, checkpoints.directory, exported)
+    log.info("done: step %d; %d steps trained in %.1f s%s; checkpoints in %s, generator exported "
+             "to %s", final, final - start_step, time.perf_counter() - started,
+             f" (resumed at step {start_step})" if resuming else "", checkpoints.directory,
+             exported)
     return {"step": final, "run_dir": str(run_dir), "best": periodic_eval.best}
 
 
@@ -175,7 +178,7 @@ class _Loop:
                         disable=not (t.progress and sys.stderr.isatty()))
         stop = _StopSignals()
         self.started = self.last_time = time.perf_counter()
-        self.last_step = current = start_step
+        self.last_step = self.first_step = current = start_step
         try:
             while current < t.steps:
                 current += t.steps_per_call  # config.py: every action step is a multiple of it
@@ -224,9 +227,12 @@ class _Loop:
             self.metrics.write(current, row)
         progress.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}",
                              ips=f"{row['images_per_s']:.0f}")
-        log.info("step %d/%d  d_loss %.4f  g_loss %.4f  D(x) %.3f  D(G(z)) %.3f  %.0f img/s",
-                 current, self.t.steps, row["d_loss"], row["g_loss"], row["d_real"],
-                 row["d_fake"], row["images_per_s"])
+        # The ETA from this session's average pace: on a terminal tqdm shows one, a log has none.
+        done = current - self.first_step
+        eta = (self.t.steps - current) * (now - self.started) / done if done > 0 else 0.0
+        log.info("step %d/%d  d_loss %.4f  g_loss %.4f  D(x) %.3f  D(G(z)) %.3f  %.0f img/s  "
+                 "eta %s", current, self.t.steps, row["d_loss"], row["g_loss"], row["d_real"],
+                 row["d_fake"], row["images_per_s"], _duration(eta))
         self.last_step, self.last_time = current, now
 
     def roll_back(self, problem: str) -> int:
@@ -254,6 +260,12 @@ class _Loop:
                     "(rollback %d of at most %d).", problem, restored, *rates, self.rollbacks,
                     t.nan_retries)
         return restored
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def _save_run_config(cfg, dataset, run_dir: Path) -> None:

@@ -61,7 +61,7 @@ def build_extractor(name: str, *, dataset=None, dataset_name: str | None = None,
     names the dataset in error messages.
     """
     if name not in EXTRACTORS:
-        raise UserError(f"eval.features={name!r} is not a feature extractor; choose one of "
+        raise UserError(f"features={name} is not a feature extractor; choose one of "
                         f"{', '.join(EXTRACTORS)}.")
     # Duck-typed: any object with the Dataset attributes will do (tests pass small fakes).
     classifier_key = getattr(dataset, "classifier_key", None)

@@ -77,7 +77,7 @@ def resolve_inception_weights(weights: str | os.PathLike | None) -> tuple[Path, 
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise UserError(f"eval.inception_weights={weights} does not exist. Give the path of "
+            raise UserError(f"inception_weights={weights} does not exist. Give the path of "
                             f"Keras' InceptionV3 weights: {INCEPTION_NOTOP_FILE} (features only) "
                             "or "
                             f"{INCEPTION_TOP_FILE} (also enables the Inception Score).")
@@ -93,8 +93,10 @@ def resolve_inception_weights(weights: str | os.PathLike | None) -> tuple[Path, 
             f"features=inception needs Keras' InceptionV3 weights, which are not available: "
             f"{why}. On a machine with internet, download {INCEPTION_ORIGIN}{INCEPTION_NOTOP_FILE} "
             f"(or {INCEPTION_TOP_FILE}, which also enables the Inception Score) and either put it "
-            f"in {models}/ under that exact name or pass eval.inception_weights=<file>. "
-            "Or use features=classifier (offline, trained by ganctl) or features=pixels.")
+            f"in {models}/ under that exact name or pass inception_weights=<file>. "
+            "Or use features=pixels, which works offline on any images (with fewer samples than "
+            "its dimensions, leave FID out: metrics=[kid,precision_recall]), or "
+            "features=classifier on mnist, fashion_mnist, cifar10 or stacked_mnist.")
     return path, False
 
 
@@ -112,5 +114,5 @@ def _has_top(path: Path) -> bool:
             # Keras 3 .weights.h5 names layer groups by type; the top is InceptionV3's only Dense.
             return "layers" in f and any(key.startswith("dense") for key in f["layers"])
     except OSError as err:
-        raise UserError(f"eval.inception_weights={path} is not a Keras weights file (HDF5): {err}. "
+        raise UserError(f"inception_weights={path} is not a Keras weights file (HDF5): {err}. "
                         f"Give {INCEPTION_NOTOP_FILE} or {INCEPTION_TOP_FILE}.") from err
