@@ -293,10 +293,15 @@ def _command_help(command: str) -> str:
     def walk(node: type, prefix: str):
         docs = config.field_docs(node)
         for spec in dataclasses.fields(node):
-            if spec.name.startswith("_"):
+            if spec.name.startswith("_") or spec.name == "source":
                 continue
             child = (getattr(config, spec.type, None) if isinstance(spec.type, str)
                      else spec.type)
+            if "schema" in spec.metadata:  # dataset: each option has its own settings
+                for option_schema, options in config.dataset_options_by_schema().items():
+                    lines.append(f"  {prefix}{spec.name}=" + "|".join(options) + ":")
+                    walk(option_schema, f"{prefix}{spec.name}.")
+                continue
             if dataclasses.is_dataclass(child):
                 walk(child, f"{prefix}{spec.name}.")
                 continue

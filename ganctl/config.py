@@ -196,8 +196,8 @@ class TrainConfig:
 
 @dataclass
 class TrainRunConfig:
-    # Any: each dataset option brings its own schema (a user's --config-dir YAML may bring
-    # none); dataset_schema finds it, for the checks, from the node or its _target_.
+    # Any, not DatasetConfig: each dataset option brings its own schema (a user's --config-dir
+    # YAML may bring none), which dataset_schema finds from the node or its _target_.
     dataset: Any = field(default=MISSING, metadata={"schema": lambda node: dataset_schema(node)})
     model: ModelConfig = MISSING
     loss: LossConfig = MISSING
@@ -322,6 +322,14 @@ def dataset_schema(node) -> type:
         if option._target_ == target:
             return OmegaConf.get_type(option)
     return DatasetConfig
+
+
+def dataset_options_by_schema() -> dict[type, list[str]]:
+    """The shipped dataset choices grouped by the schema each names (for --help)."""
+    found: dict[type, list[str]] = {}
+    for name in shipped_options("dataset"):
+        found.setdefault(OmegaConf.get_type(shipped_option("dataset", name)), []).append(name)
+    return found
 
 
 def compose(command: str, overrides: list[str]) -> DictConfig:
