@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from ganctl import registry
+from ganctl.config import NetworkConfig
 from ganctl.errors import UserError
 from tests.helpers import config_choices
 
@@ -118,10 +120,10 @@ def _linear_on(shape, weights, _):
 def test_a_pack_that_does_not_fit_is_one_clear_error(pack, batch, compose_cfg, data_overrides):
     from ganctl.core.components import check_components
 
-    cfg = compose_cfg(["model=mlp", "dataset=ring", f"model.discriminator.pack={pack}",
-                       f"train.batch_size={batch}", *data_overrides["ring"]])
-    with pytest.raises(UserError) as err:
-        check_components(cfg)
+    with pytest.raises(UserError) as err:  # pack=0 breaks its field's rule at compose already
+        check_components(compose_cfg(["model=mlp", "dataset=ring",
+                                      f"model.discriminator.pack={pack}",
+                                      f"train.batch_size={batch}", *data_overrides["ring"]]))
     text = str(err.value)
     assert f"model.discriminator.pack={pack}" in text and "\n" not in text
     assert (f"train.batch_size={batch}" in text) if pack else ">= 1" in text
@@ -141,4 +143,6 @@ def test_resize_upsampling_builds_the_same_shapes_without_transposed_convs():
                                upsampling="resize")
     assert c.output_shape[1:] == (28, 28, 1)
     with pytest.raises(UserError, match="upsampling=bilinear is not one of: transposed, resize"):
-        dcgan.build_generator(z_dim=8, image_shape=(28, 28, 1), upsampling="bilinear")
+        registry.build({"_target_": "ganctl.models.dcgan.build_generator",
+                        "upsampling": "bilinear"}, "model.generator", NetworkConfig, z_dim=8,
+                       image_shape=(28, 28, 1), num_classes=0, bounded=True)

@@ -174,7 +174,7 @@ def test_report_on_demand_mid_run_and_again_when_sigterm_stops_it(tmp_path):
     (["run=MISSING"], r"run=\S+ is not a directory\. Give a run directory made by `ganctl train`"),
     (["sweep=RUN"], r"sweep=\S+ is not a multirun directory \(it has no multirun.yaml\).*For one "
                     r"run use run=<run dir>\."),
-    (["runs=MISSING"], r"Could not override 'runs'.*Key 'runs' not in 'ReportConfig'"),
+    (["runs=MISSING"], r"runs is not a ganctl setting\. Did you mean run\?"),
 ])
 def test_bad_report_input_is_one_paragraph(sweep, tmp_path, args, message):
     run = jobs(sweep)[0]

@@ -117,7 +117,11 @@ def _config_for_resume(cfg: DictConfig, run_dir: Path) -> DictConfig:
         o.split("=", 1)[0] == "train.steps" for o in overrides) else saved.train.steps
     done = rundir.newest_saved_step(run_dir)
     if done >= steps:
-        # Said before TensorFlow starts: resuming would only restore and save again.
+        # Said before training starts: resuming would only restore and save again. A config
+        # that names foreign code is reported first, as on any other resume.
+        from ganctl.core.components import check_components
+
+        check_components(saved)
         raise UserError(f"resume={run_dir} has already trained {done} steps, and train.steps="
                         f"{steps}: there is nothing left to train. To go on, raise the target, "
                         f"e.g. ganctl train resume={run_dir} train.steps={max(2 * done, done + 1)}.")
