@@ -132,7 +132,7 @@ class NetworkConfig:
     spectral_norm: bool = False         # discriminator: spectral normalisation (Miyato et al. 2018)
     # discriminator, mode coverage (ganctl/models/mode_coverage.py): judge packs of N samples
     # (PacGAN, Lin et al. 2018; 1 is off), and a minibatch-stddev feature (Karras et al. 2018).
-    pack: int = positive(1)
+    pack: int = positive(1, "a whole number >= 1 (1: no packing)")
     minibatch_std: bool = False
     upsampling: str = one_of("transposed", UPSAMPLINGS)  # dcgan/cdcgan G; resize: 2x + 3x3 conv
 
