@@ -168,7 +168,7 @@ def _lock_taken(run_dir: Path) -> bool:
 
 
 def _best(run_dir: Path) -> dict | None:
-    path = run_dir / rundir.CHECKPOINT_DIR / rundir.BEST_DIR / "best.json"
+    path = run_dir / rundir.CHECKPOINT_DIR / rundir.BEST_DIR / rundir.BEST_FILE
     try:
         return json.loads(path.read_text()) if path.is_file() else None
     except (OSError, json.JSONDecodeError):
@@ -226,7 +226,7 @@ def _checkpoints(run_dir: Path) -> list[tuple[str, int, float]]:
 
 def _warnings(run_dir: Path, limit: int = 20) -> list[str]:
     """WARNING and ERROR lines of train.log (NaN rollbacks, skipped files, damaged checkpoints)."""
-    path = run_dir / "train.log"
+    path = run_dir / rundir.LOG_FILE
     if not path.is_file():
         return []
     lines = [ln for ln in path.read_text(errors="replace").splitlines()
@@ -386,7 +386,7 @@ def _image(path: Path, alt: str, cls: str = "grid pixels", extra: str = "") -> s
 
 def _snapshot_section(run_dir: Path) -> str:
     shots = snapshots(run_dir)
-    reals = run_dir / "reals.png"
+    reals = run_dir / rundir.REALS_FILE
     if not shots and not reals.is_file():
         return ""
     shown = shots

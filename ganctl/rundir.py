@@ -11,6 +11,7 @@ from ganctl.errors import UserError
 CONFIG_FILE = "config.yaml"          # resolved config, with dataset.source filled in
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"                    # under CHECKPOINT_DIR: train.eval_every's best checkpoint
+BEST_FILE = "best.json"              # in BEST_DIR: which metric, value and step it holds
 SAMPLES_DIR = "samples"
 METRICS_FILE = "metrics.jsonl"
 GENERATOR_EXPORT = "generator.keras"

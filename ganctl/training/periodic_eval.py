@@ -9,7 +9,7 @@ from ganctl.core.checkpoints import Checkpoints
 from ganctl.core.generators import dataset_name
 from ganctl.evaluation import LOWER_IS_BETTER, headline, score_generator
 from ganctl.metrics.features import build_extractor
-from ganctl.rundir import BEST_DIR
+from ganctl.rundir import BEST_DIR, BEST_FILE
 
 log = logging.getLogger("ganctl")
 
@@ -33,7 +33,7 @@ class PeriodicEval:
         self.extractor = build_extractor("auto", dataset=dataset, dataset_name=self.name,
                                          points=dataset.kind == "points")
         self.best_dir = checkpoint_dir / BEST_DIR
-        self.best_file = self.best_dir / "best.json"
+        self.best_file = self.best_dir / BEST_FILE
         self.best = json.loads(self.best_file.read_text()) if self.best_file.is_file() else None
         # The same kill-safe saves as the run's own checkpoints, keeping only the best.
         self.checkpoints = Checkpoints(self.best_dir, keep=1, **trackables)
