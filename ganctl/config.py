@@ -192,6 +192,9 @@ class TrainConfig:
     eval_num: int = positive(2000)      # samples per in-training evaluation
     eval_metrics: List[str] = field(default_factory=lambda: ["fid"],  # first one picks `best`
                                     metadata={"names": "metrics"})
+    # evaluations in a row without a new best before the run stops early (needs eval_every); 0: never
+    patience: int = non_negative(0)
+    health: bool = True                 # watch the run and warn, with what to change (health.jsonl)
 
 
 @dataclass
@@ -252,6 +255,12 @@ class ReportConfig:
 
 
 @dataclass
+class DoctorConfig:
+    run: Optional[str] = path()         # a run directory, finished or still training
+    sweep: Optional[str] = path()       # ...or a multirun directory: one line per job
+
+
+@dataclass
 class ExportConfig:
     run: str = path(MISSING)            # run directory
     format: str = one_of("savedmodel", EXPORT_FORMATS, "an export format. Formats: savedmodel (a "
@@ -265,7 +274,7 @@ class ExportConfig:
 GROUP_SCHEMAS = {"dataset": DatasetConfig, "model": ModelConfig, "loss": LossConfig}
 # The schema of each command's whole config: help, "did you mean" and the checks read it.
 COMMAND_SCHEMAS = {"train": TrainRunConfig, "sample": SampleConfig, "eval": EvalConfig,
-                   "report": ReportConfig, "export": ExportConfig}
+                   "report": ReportConfig, "export": ExportConfig, "doctor": DoctorConfig}
 
 
 def schema_at(command: str, dotted: str) -> type | None:
@@ -390,6 +399,7 @@ def register_configs() -> None:
         cs.store(group="schema/dataset", name=name, node=schema)
     cs.store(name="base_report", node=ReportConfig)
     cs.store(name="base_export", node=ExportConfig)
+    cs.store(name="base_doctor", node=DoctorConfig)
 
 
 # --- Checking a composed config: each field's rule, then the rules that join fields -----------
@@ -503,6 +513,10 @@ def check_train_run(cfg) -> None:
         raise UserError(f"train.ema_rampup={rampup} limits the horizon of train.ema_kimg, which "
                         "is null (a fixed decay train.ema); set train.ema_kimg too (e.g. "
                         "train.ema_kimg=10).")
+    if t.patience and not t.eval_every:
+        raise UserError(f"train.patience={t.patience} counts evaluations without a new best, but "
+                        "train.eval_every=0 evaluates never; set train.eval_every too (e.g. "
+                        "train.eval_every=500), or train.patience=0.")
     if t.steps_per_call > 1:
         # 0 disables eval_every, and 0 is a multiple of anything.
         off = [f"train.{k}={t[k]}" for k in STEP_MULTIPLES if t[k] % t.steps_per_call]
@@ -541,9 +555,19 @@ def check_eval(cfg) -> None:
 def check_report(cfg) -> None:
     """`ganctl report` writes one page: a run's or a sweep's."""
     check_values(cfg, ReportConfig)
+    _check_run_or_sweep(cfg, "ganctl report writes one report")
+
+
+def check_doctor(cfg) -> None:
+    """`ganctl doctor` diagnoses a run or a sweep."""
+    check_values(cfg, DoctorConfig)
+    _check_run_or_sweep(cfg, "ganctl doctor diagnoses one thing")
+
+
+def _check_run_or_sweep(cfg, what: str) -> None:
     chosen = [k for k in ("run", "sweep") if cfg[k]]
     if len(chosen) != 1:
-        raise UserError("ganctl report writes one report: give run=<run dir> (e.g. "
+        raise UserError(f"{what}: give run=<run dir> (e.g. "
                         "outputs/<date>/<time>) or sweep=<multirun dir> (e.g. "
                         "outputs/multirun/<date>/<time>)"
                         f"{', not both' if len(chosen) > 1 else ''}.")

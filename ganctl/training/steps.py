@@ -14,8 +14,14 @@ from ganctl.models.mode_coverage import couples_examples
 from ganctl.replicas import per_replica_loss, replica_rows, replica_slice
 from ganctl.training.augment import make_augment
 from ganctl.training.ema import ema_schedule
+from ganctl.training.health import SIGNALS, step_signals
 
 VALUES = ("d_loss", "g_loss", "gp", "d_real", "d_fake")  # what a step returns, all float32
+
+
+def value_names(train) -> tuple:
+    """The values a step returns: VALUES, plus the health signals under train.health."""
+    return VALUES + (SIGNALS if train.health else ())
 
 
 def make_train_step(state):
@@ -57,6 +63,9 @@ def make_train_step(state):
     # DiffAugment's transforms, or the identity; their randomness is the state's seed generator.
     augment = make_augment(t.augment_policy if t.augment == "diffaug" else "none", seed_generator)
 
+    # train.health: what the updates compute anyway (gradients, both batches), for step_signals.
+    probe = {}
+
     def critic(images, labels):
         # DiffAugment: D sees every image, real or fake, in each loss and penalty, through the
         # same random differentiable transforms; G's gradients flow back through them.
@@ -86,6 +95,7 @@ def make_train_step(state):
             scaled = d_optimizer.scale_loss(per_replica_loss(d_loss + penalty, strategy))
         grads = tape.gradient(scaled, discriminator.trainable_variables)
         d_optimizer.apply(grads, discriminator.trainable_variables)
+        probe.update(d_grads=grads, real_images=real_images, fake_images=fake_images)
         return d_loss, penalty, real_logits, fake_logits
 
     def generator_update(labels):
@@ -95,6 +105,7 @@ def make_train_step(state):
             scaled = g_optimizer.scale_loss(per_replica_loss(g_loss, strategy))
         grads = tape.gradient(scaled, generator.trainable_variables)
         g_optimizer.apply(grads, generator.trainable_variables)
+        probe.update(g_grads=grads)
         return g_loss
 
     def alternating_update(real_batch, real_labels):
@@ -118,6 +129,8 @@ def make_train_step(state):
         d_grads = tape.gradient(d_scaled, discriminator.trainable_variables)
         g_grads = tape.gradient(g_scaled, generator.trainable_variables)
         del tape
+        probe.update(d_grads=d_grads, g_grads=g_grads, real_images=real_images,
+                     fake_images=fake_images)
         d_optimizer.apply(d_grads, discriminator.trainable_variables)
         g_optimizer.apply(g_grads, generator.trainable_variables)
         return d_loss, g_loss, penalty, real_logits, fake_logits
@@ -140,13 +153,16 @@ def make_train_step(state):
         real_batch, real_labels = (replica_slice(real_batch, d_steps),
                                    replica_slice(real_labels, d_steps))
         d_loss, g_loss, penalty, real_logits, fake_logits = update_networks(real_batch, real_labels)
-        return {
+        values = {
             "d_loss": ops.cast(d_loss, "float32"),
             "g_loss": ops.cast(g_loss, "float32"),
             "gp": ops.cast(penalty, "float32"),
             "d_real": ops.mean(ops.cast(loss.probability(real_logits), "float32")),
             "d_fake": ops.mean(ops.cast(loss.probability(fake_logits), "float32")),
         }
+        if t.health:
+            values.update(step_signals(loss, real_logits, fake_logits, **probe))
+        return values
 
     def one_step(real_batch, real_labels):
         per_replica = strategy.run(replica_update, args=(real_batch, real_labels))
@@ -170,7 +186,7 @@ def make_train_step(state):
         # loop keeps the graph the size of one step; the values returned are the last step's.
         images = ops.reshape(real_batch, (steps_per_call, -1, *real_batch.shape[1:]))
         labels = ops.reshape(real_labels, (steps_per_call, -1))
-        values = {name: tf.zeros((), "float32") for name in VALUES}
+        values = {name: tf.zeros((), "float32") for name in value_names(t)}
         for i in tf.range(steps_per_call):
             values = one_step(images[i], labels[i])
         return values
