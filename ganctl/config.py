@@ -70,7 +70,7 @@ def path_keys(command: str) -> set[str]:
 STRATEGIES = ("auto", "single", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 UPDATE_RULES = ("alternating", "simultaneous")
-AUGMENTS = ("none", "diffaug")
+AUGMENTS = ("none", "diffaug", "ada")
 SAMPLE_FORMATS = ("grid", "png", "npz", "gif", "dataset")
 FEATURES = ("auto", "classifier", "inception", "pixels")
 SPLITS = ("train", "test")
@@ -182,9 +182,13 @@ class TrainConfig:
     # auto: multi_worker when TF_CONFIG names several workers, mirrored on >1 GPU, else single.
     # batch_size stays the global batch, so N replicas compute what one device would.
     strategy: str = one_of("auto", STRATEGIES)
-    augment: str = one_of("none", AUGMENTS)  # diffaug: DiffAugment (Zhao et al. 2020)
-    # diffaug: the transforms, applied in this order; e.g. train.augment_policy=[translation,cutout]
+    # diffaug: DiffAugment (Zhao et al. 2020); ada: its transforms, each applied to an image with
+    # a probability p that follows D's overfitting (Karras et al. 2020, training/augment.py)
+    augment: str = one_of("none", AUGMENTS)
+    # diffaug, ada: the transforms, applied in this order; e.g. train.augment_policy=[translation,cutout]
     augment_policy: List[str] = field(default_factory=lambda: ["color", "translation", "cutout"])
+    ada_target: float = fraction(0.6)   # ada: the r_t = E[sign D(real)] that p steers toward
+    ada_kimg: float = positive(500.0)   # ada: thousands of images for p to go from 0 to 1 at most
     on_nan: str = one_of("stop", ("stop", "rollback"))
     nan_retries: int = positive(3)      # rollback: attempts before giving up
     sample_grid: int = positive(64)     # images in each snapshot grid
@@ -492,7 +496,7 @@ def check_train_run(cfg) -> None:
     t = cfg.train
     if t.augment == "none" and list(t.augment_policy) != default_of(TrainConfig, "augment_policy"):
         raise UserError(f"train.augment_policy={list(t.augment_policy)} has no effect with "
-                        "train.augment=none; add train.augment=diffaug.")
+                        "train.augment=none; add train.augment=diffaug or train.augment=ada.")
     penalties = [f"loss.{k}={cfg.loss[k]}" for k in ("gp_weight", "r1_weight") if cfg.loss[k] > 0]
     if penalties and cfg.model.discriminator.batch_norm:
         # The penalty is per example; batch norm makes D's output depend on the whole batch.

@@ -35,11 +35,7 @@ def step_signals(loss, real_logits, fake_logits, real_images, fake_images, d_gra
     import tensorflow as tf
     from keras import ops
 
-    real_logits = ops.reshape(ops.cast(real_logits, "float32"), (-1,))
-    fake_logits = ops.reshape(ops.cast(fake_logits, "float32"), (-1,))
-    boundary = loss.boundary
-    if boundary is None:
-        boundary = (ops.mean(real_logits) + ops.mean(fake_logits)) / 2
+    real_logits, fake_logits, boundary = _flat_logits(loss, real_logits, fake_logits)
     real_side = real_logits - boundary
     spread = (mean_pairwise_distance(fake_images)
               / ops.maximum(mean_pairwise_distance(real_images), 1e-12))
@@ -51,6 +47,25 @@ def step_signals(loss, real_logits, fake_logits, real_images, fake_images, d_gra
             "g_grad_norm": ops.cast(tf.linalg.global_norm(g_grads), "float32"),
             "d_grad_norm": ops.cast(tf.linalg.global_norm(d_grads), "float32"),
             "diversity": spread}
+
+
+def overfitting_heuristic(loss, real_logits, fake_logits):
+    """r_t = E[sign(D(real) - boundary)]: also what train.augment=ada steers by."""
+    from keras import ops
+
+    real_logits, _, boundary = _flat_logits(loss, real_logits, fake_logits)
+    return ops.mean(ops.sign(real_logits - boundary))
+
+
+def _flat_logits(loss, real_logits, fake_logits):
+    from keras import ops
+
+    real_logits = ops.reshape(ops.cast(real_logits, "float32"), (-1,))
+    fake_logits = ops.reshape(ops.cast(fake_logits, "float32"), (-1,))
+    boundary = loss.boundary
+    if boundary is None:
+        boundary = (ops.mean(real_logits) + ops.mean(fake_logits)) / 2
+    return real_logits, fake_logits, boundary
 
 
 def mean_pairwise_distance(images):

@@ -14,14 +14,18 @@ from ganctl.models.mode_coverage import couples_examples
 from ganctl.replicas import per_replica_loss, replica_rows, replica_slice
 from ganctl.training.augment import make_augment
 from ganctl.training.ema import ema_schedule
-from ganctl.training.health import SIGNALS, step_signals
+from ganctl.training.health import SIGNALS, overfitting_heuristic, step_signals
 
 VALUES = ("d_loss", "g_loss", "gp", "d_real", "d_fake")  # what a step returns, all float32
 
 
 def value_names(train) -> tuple:
-    """The values a step returns: VALUES, plus the health signals under train.health."""
-    return VALUES + (SIGNALS if train.health else ())
+    """The values a step returns: VALUES, plus the health signals under train.health, plus r_t
+    and p under train.augment=ada."""
+    names = VALUES + (SIGNALS if train.health else ())
+    if train.augment == "ada":
+        names += ("augment_p",) + (() if "r_t" in names else ("r_t",))
+    return names
 
 
 def make_train_step(state):
@@ -32,7 +36,8 @@ def make_train_step(state):
     update_rule="simultaneous": the TF DCGAN tutorial's step: one G forward, D and G losses from
     the same logits, both gradients taken before either network changes. Less work per step (no
     second G and D forward), but a different algorithm, so it is an explicit choice.
-    train.augment=diffaug: DiffAugment's transforms before every D call.
+    train.augment=diffaug: DiffAugment's transforms before every D call; ada: each with probability
+    p, which the step moves toward train.ada_target from r_t.
     A class-conditional pair (two-input G and D, e.g. cdcgan) gets the real batch's labels: G
     draws fakes of the same classes, so D compares real and fake class by class.
 
@@ -60,8 +65,10 @@ def make_train_step(state):
                          (ops.shape(labels)[0], state.z_dim))
         return generator([z, labels] if conditional else z, training=training)
 
-    # DiffAugment's transforms, or the identity; their randomness is the state's seed generator.
-    augment = make_augment(t.augment_policy if t.augment == "diffaug" else "none", seed_generator)
+    # DiffAugment's transforms (each with probability p under ada), or the identity; their
+    # randomness is the state's seed generator.
+    augment = make_augment(t.augment_policy if t.augment != "none" else "none", seed_generator,
+                           state.augment_probability)
 
     # train.health: what the updates compute anyway (gradients, both batches), for step_signals.
     probe = {}
@@ -146,6 +153,14 @@ def make_train_step(state):
             else:  # batch-norm statistics are copied, not averaged
                 ema_weight.assign(weight)
 
+    def adapt_augment_probability(r_t):
+        """ADA's rule: p moves toward the r_t target by at most images/(ada_kimg * 1000) per
+        step (the paper's speed: 0 to 1 in 500k images), once per step rather than every 4."""
+        p = state.augment_probability
+        speed = state.images_per_step / (t.ada_kimg * 1000.0)
+        p.assign(ops.clip(p + ops.sign(r_t - t.ada_target) * speed, 0.0, 1.0))
+        return ops.cast(p, "float32")
+
     update_networks = simultaneous_update if t.update_rule == "simultaneous" else alternating_update
 
     def replica_update(real_batch, real_labels):
@@ -162,6 +177,8 @@ def make_train_step(state):
         }
         if t.health:
             values.update(step_signals(loss, real_logits, fake_logits, **probe))
+        if t.augment == "ada" and "r_t" not in values:
+            values["r_t"] = overfitting_heuristic(loss, real_logits, fake_logits)
         return values
 
     def one_step(real_batch, real_labels):
@@ -171,6 +188,8 @@ def make_train_step(state):
                   for name, value in per_replica.items()}
         if ema_generator is not None:
             update_ema()
+        if state.augment_probability is not None:
+            values["augment_p"] = adapt_augment_probability(values["r_t"])
         step.assign_add(1)
         finite = (tf.math.is_finite(values["d_loss"]) & tf.math.is_finite(values["g_loss"])
                   & tf.math.is_finite(values["gp"]))
