@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganctl import rundir
 from ganctl.reporting import check_sweep_dir, read_best, read_metrics, training_status
-from ganctl.training.health import TITLES, active_warnings, read_events
+from ganctl.training.health import active_warnings, read_events
 
 # What the trends line shows, as the status line of train.log names them.
 TRENDS = {"d_loss": "d_loss", "g_loss": "g_loss", "d_real": "D(x)", "d_fake": "D(G(z))",
@@ -79,7 +79,7 @@ def diagnose(run_dir: Path) -> dict:
                 lines.append(f"  step {event['step']}: {event['title']}: {event['evidence']}. "
                              f"Try: {event['action']}.")
             elif event.get("event") == "clear":
-                lines.append(f"  step {event['step']}: {TITLES[event['warning']]} cleared")
+                lines.append(f"  step {event['step']}: {event.get('title', event['warning'])} cleared")
     else:
         lines.append(f"health: no warnings in {step} steps")
 

@@ -46,6 +46,11 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
     check_strategy(strategy, batch_size=t.batch_size, jit_compile=t.jit_compile)
+    if t.patience and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Only the chief evaluates: the other workers would train on and wait for it forever.
+        raise UserError(f"train.patience={t.patience} stops on the chief's evaluations, which "
+                        "the other workers of train.strategy=multi_worker do not see; set "
+                        "train.patience=0 and stop at the best checkpoint (checkpoint=best).")
     # Packs are grouped within each replica's rows, so the per-replica batch must divide.
     check_pack(cfg.model.discriminator.get("pack", 1), t.batch_size, replicas(strategy))
     check_pack(cfg.model.discriminator.get("pack", 1), t.batch_size, replicas(strategy))

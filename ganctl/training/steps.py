@@ -4,6 +4,8 @@ are chosen in TrainConfig; the figures behind their defaults come from `make ben
 (ganctl/bench.py)."""
 from __future__ import annotations
 
+import threading
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -71,7 +73,13 @@ def make_train_step(state):
                            state.augment_probability)
 
     # train.health: what the updates compute anyway (gradients, both batches), for step_signals.
-    probe = {}
+    # Per thread: MirroredStrategy traces each replica in a thread of its own, interleaved.
+    probes = threading.local()
+
+    def probe() -> dict:
+        if not hasattr(probes, "values"):
+            probes.values = {}
+        return probes.values
 
     def critic(images, labels):
         # DiffAugment: D sees every image, real or fake, in each loss and penalty, through the
@@ -102,7 +110,7 @@ def make_train_step(state):
             scaled = d_optimizer.scale_loss(per_replica_loss(d_loss + penalty, strategy))
         grads = tape.gradient(scaled, discriminator.trainable_variables)
         d_optimizer.apply(grads, discriminator.trainable_variables)
-        probe.update(d_grads=grads, real_images=real_images, fake_images=fake_images)
+        probe().update(d_grads=grads, real_images=real_images, fake_images=fake_images)
         return d_loss, penalty, real_logits, fake_logits
 
     def generator_update(labels):
@@ -112,7 +120,7 @@ def make_train_step(state):
             scaled = g_optimizer.scale_loss(per_replica_loss(g_loss, strategy))
         grads = tape.gradient(scaled, generator.trainable_variables)
         g_optimizer.apply(grads, generator.trainable_variables)
-        probe.update(g_grads=grads)
+        probe().update(g_grads=grads)
         return g_loss
 
     def alternating_update(real_batch, real_labels):
@@ -136,8 +144,8 @@ def make_train_step(state):
         d_grads = tape.gradient(d_scaled, discriminator.trainable_variables)
         g_grads = tape.gradient(g_scaled, generator.trainable_variables)
         del tape
-        probe.update(d_grads=d_grads, g_grads=g_grads, real_images=real_images,
-                     fake_images=fake_images)
+        probe().update(d_grads=d_grads, g_grads=g_grads, real_images=real_images,
+                       fake_images=fake_images)
         d_optimizer.apply(d_grads, discriminator.trainable_variables)
         g_optimizer.apply(g_grads, generator.trainable_variables)
         return d_loss, g_loss, penalty, real_logits, fake_logits
@@ -176,7 +184,7 @@ def make_train_step(state):
             "d_fake": ops.mean(ops.cast(loss.probability(fake_logits), "float32")),
         }
         if t.health:
-            values.update(step_signals(loss, real_logits, fake_logits, **probe))
+            values.update(step_signals(loss, real_logits, fake_logits, **probe()))
         if t.augment == "ada" and "r_t" not in values:
             values["r_t"] = overfitting_heuristic(loss, real_logits, fake_logits)
         return values
