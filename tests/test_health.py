@@ -195,3 +195,11 @@ def test_patience_needs_eval_every(tmp_path):
     message = " ".join(result.stderr.split())
     assert result.returncode == 2 and "train.patience=3 counts evaluations" in message
     assert "set train.eval_every too" in message
+
+
+def test_health_false_turns_the_signals_and_warnings_off(tmp_path):
+    run = tmp_path / "run"
+    log = train_in_process(run, [*RUNS["d_lr_x100"], "train.steps=30", "train.health=false"])
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert not any("diversity" in row or "health_warnings" in row for row in rows)
+    assert not (run / "health.jsonl").exists() and not any("health" in line for line in log)

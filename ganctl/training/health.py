@@ -115,12 +115,14 @@ class HealthMonitor:
         self.path = self.run_dir / HEALTH_FILE
         self.recent: list[dict] = []
         self.first: dict | None = None    # the first row this session, for "at first" evidence
+        self.augment_p: float | None = None
         self.active = {w.name: w for w in active_warnings(read_events(self.path))}
 
     def check(self, step: int, row: dict) -> list[dict]:
         """The events (warnings starting or clearing) a logged row brings; written and logged."""
         self.recent = [*self.recent, {k: row[k] for k in SIGNALS if k in row}][-WINDOW:]
         self.first = self.first or {"step": step, **self.recent[0]}
+        self.augment_p = row.get("augment_p")  # train.augment=ada's p, for the advice
         if len(self.recent) < WINDOW:
             return []
         mean = {k: sum(r[k] for r in self.recent) / WINDOW for k in self.recent[0]}
@@ -161,7 +163,9 @@ class HealthMonitor:
         evidence = (f"r_t = E[sign D(real)] is {mean['r_t']:.2f} after {epochs:.0f} passes over "
                     f"{self.dataset_size} training images")
         if self.t.augment == "ada":
-            return evidence, "more training data (ADA is on and already at its target r_t)"
+            return evidence, (f"nothing yet: ADA is on and raising p (now {self.augment_p:.2f}); "
+                              "if this stays with p near 1, more training data or a smaller D "
+                              "(model.discriminator.width)")
         return evidence, "adaptive augmentation: train.augment=ada"
 
     def _collapse(self, mean) -> tuple[str, str]:
