@@ -11,17 +11,18 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ganctl import rundir
+from ganctl.errors import UserError
 from ganctl.reporting import check_sweep_dir, read_best, read_metrics, training_status
 from ganctl.training.health import active_warnings, read_events
 
 # What the trends line shows, as the status line of train.log names them.
 TRENDS = {"d_loss": "d_loss", "g_loss": "g_loss", "d_real": "D(x)", "d_fake": "D(G(z))",
-          "diversity": "diversity", "r_t": "r_t"}
+          "diversity": "diversity", "r_t": "r_t", "augment_p": "ada p"}
 
 
 def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> int:
     if cfg.sweep:
-        verdicts = [(job, diagnose(job)) for job in _jobs(check_sweep_dir(cfg.sweep))]
+        verdicts = [(job, _diagnose_job(job)) for job in _jobs(check_sweep_dir(cfg.sweep))]
         for job, diagnosis in verdicts:
             print(f"{job.name}: {diagnosis['where']}; {diagnosis['verdict']}")
         sick = [job.name for job, d in verdicts if d["attention"]]
@@ -40,6 +41,14 @@ def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> int:
 
 def _jobs(sweep_dir: Path) -> list[Path]:
     return sorted(p for p in sweep_dir.iterdir() if (p / rundir.CONFIG_FILE).is_file())
+
+
+def _diagnose_job(job: Path) -> dict:
+    """A sweep job's diagnosis; a job whose files cannot be read is one that needs attention."""
+    try:
+        return diagnose(job)
+    except UserError as err:
+        return {"where": "unreadable", "verdict": f"look at it: {err}", "attention": True}
 
 
 def diagnose(run_dir: Path) -> dict:
@@ -64,7 +73,8 @@ def diagnose(run_dir: Path) -> dict:
                                  if key in rows[0]))
     if eval_rows:
         metric = next(k for k in eval_rows[0] if k.startswith("eval/"))
-        values = [r[metric] for r in eval_rows if isinstance(r.get(metric), (int, float))]
+        values = [r[metric] for r in eval_rows if isinstance(r.get(metric), (int, float))] or [
+            float("nan")]
         lines.append(f"eval: {metric[5:]} {values[0]:.4g} at step {eval_rows[0]['step']} -> "
                      f"{values[-1]:.4g} at step {eval_rows[-1]['step']} ({len(values)} evaluations)")
     if best:
