@@ -204,3 +204,12 @@ def test_health_false_turns_the_signals_and_warnings_off(tmp_path):
     assert not any("diversity" in row or "health_warnings" in row for row in rows)
     assert not (run / "health.jsonl").exists()
     assert not any("health warning" in line or "health:" in line for line in log)
+
+
+def test_doctor_imports_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import sys, ganctl.commands.doctor; print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
