@@ -12,7 +12,7 @@ it moves much less than the wall-clock ratio and is the better guide to the work
 does; `ratio` is what a user waits for. Ratios, never asserts (nanoGPT's bench.py idea).
 
     python -m ganctl.bench                  # the variants of the README table, ~4 min on 2 cores
-    python -m ganctl.bench --quick          # reference, ganctl preset, ganctl bf16; ~1.5 min
+    python -m ganctl.bench --quick          # reference, ganctl preset, bf16, health off; ~2 min
     python -m ganctl.bench --variants all   # adds mixed_float16 (a GPU option; slow on CPUs)
 """
 from __future__ import annotations
@@ -39,6 +39,7 @@ DATASETS = {"mnist": "ganctl.datasets.mnist.MNIST",
 VARIANTS = {
     "reference": {"kind": "reference"},
     "ganctl": {"kind": "ganctl", "overrides": []},  # the preset with ganctl's defaults
+    "ganctl health=false": {"kind": "ganctl", "overrides": ["train.health=false"]},
     "ganctl bf16": {"kind": "ganctl", "overrides": ["train.precision=mixed_bfloat16"]},
     "ganctl alternating": {"kind": "ganctl", "overrides": ["train.update_rule=alternating"]},
     "ganctl bf16 alternating": {"kind": "ganctl", "overrides": [
@@ -50,7 +51,7 @@ VARIANTS = {
     "ganctl mixed_float16": {"kind": "ganctl", "overrides": ["train.precision=mixed_float16"]},
     "reference keras mixed_bfloat16": {"kind": "reference", "policy": "mixed_bfloat16"},
 }
-QUICK = ["reference", "ganctl", "ganctl bf16"]
+QUICK = ["reference", "ganctl", "ganctl bf16", "ganctl health=false"]
 # mixed_float16 is for GPUs: on a CPU it runs at about 0.14x and would dominate the bench time.
 DEFAULT = [name for name in VARIANTS if name != "ganctl mixed_float16"]
 
@@ -275,6 +276,13 @@ def bench_steps(names: list[str], rounds: int, steps_per_round: int, dataset: st
         for w in workers:
             w.process.kill()
     ref = workers[0]
+    by_name = {w.name: w for w in workers}
+    if {"ganctl", "ganctl health=false"} <= by_name.keys():
+        on, off = by_name["ganctl"], by_name["ganctl health=false"]
+        emit("health_cost", what="images/s with train.health=true (the default: the health "
+             "signals in every step) over train.health=false, same data, alternating A/B",
+             ratio=spread([a / b for a, b in zip(on.ips, off.ips)], 3),
+             cpu_ratio=spread([a / b for a, b in zip(on.cps, off.cps)], 3), target=0.97)
     fastest = max(workers[1:], key=lambda w: statistics.median(w.cps))
     for label, w in (("ganctl_defaults", workers[1]), ("ganctl_fastest", fastest)):
         emit("headline", what=f"{label}: images/s of ganctl's step (`train experiment="

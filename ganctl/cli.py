@@ -37,6 +37,7 @@ commands:
   eval     score a run            ganctl eval run=outputs/<date>/<time>
   report   an HTML page of a run  ganctl report run=outputs/<date>/<time>   (or sweep=<dir>)
   export   ship the generator     ganctl export run=outputs/<date>/<time> format=savedmodel|tflite|keras
+  doctor   is the run healthy?    ganctl doctor run=outputs/<date>/<time>   (or sweep=<dir>; exit 1: act)
 
 Each command is a Hydra app: `ganctl train --help` lists its config groups and options,
 `-m` sweeps (ganctl train -m loss=ns,lsgan seed=0,1), `--cfg job` prints the composed config,
@@ -51,7 +52,7 @@ ganctl {__version__}
 
 COMMANDS = {"train": "ganctl.commands.train", "sample": "ganctl.commands.sample",
             "eval": "ganctl.commands.evaluate", "report": "ganctl.commands.report",
-            "export": "ganctl.commands.export"}
+            "export": "ganctl.commands.export", "doctor": "ganctl.commands.doctor"}
 # What a run writes before its first step; a folder holding anything else is never removed.
 RUN_FILES = {rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.SAMPLES_DIR, rundir.CHECKPOINT_DIR,
              rundir.REALS_FILE, rundir.TENSORBOARD_DIR, rundir.REPORT_FILE}

@@ -70,7 +70,7 @@ def path_keys(command: str) -> set[str]:
 STRATEGIES = ("auto", "single", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 UPDATE_RULES = ("alternating", "simultaneous")
-AUGMENTS = ("none", "diffaug")
+AUGMENTS = ("none", "diffaug", "ada")
 SAMPLE_FORMATS = ("grid", "png", "npz", "gif", "dataset")
 FEATURES = ("auto", "classifier", "inception", "pixels")
 SPLITS = ("train", "test")
@@ -185,9 +185,13 @@ class TrainConfig:
     # auto: multi_worker when TF_CONFIG names several workers, mirrored on >1 GPU, else single.
     # batch_size stays the global batch, so N replicas compute what one device would.
     strategy: str = one_of("auto", STRATEGIES)
-    augment: str = one_of("none", AUGMENTS)  # diffaug: DiffAugment (Zhao et al. 2020)
-    # diffaug: the transforms, applied in this order; e.g. train.augment_policy=[translation,cutout]
+    # diffaug: DiffAugment (Zhao et al. 2020); ada: its transforms, each applied to an image with
+    # a probability p that follows D's overfitting (Karras et al. 2020, training/augment.py)
+    augment: str = one_of("none", AUGMENTS)
+    # diffaug, ada: the transforms, applied in this order; e.g. train.augment_policy=[translation,cutout]
     augment_policy: List[str] = field(default_factory=lambda: ["color", "translation", "cutout"])
+    ada_target: float = fraction(0.6)   # ada: the r_t = E[sign D(real)] that p steers toward
+    ada_kimg: float = positive(500.0)   # ada: thousands of images for p to go from 0 to 1 at most
     on_nan: str = one_of("stop", ("stop", "rollback"))
     nan_retries: int = positive(3)      # rollback: attempts before giving up
     sample_grid: int = positive(64)     # images in each snapshot grid
@@ -195,6 +199,9 @@ class TrainConfig:
     eval_num: int = positive(2000)      # samples per in-training evaluation
     eval_metrics: List[str] = field(default_factory=lambda: ["fid"],  # first one picks `best`
                                     metadata={"names": "metrics"})
+    # evaluations in a row without a new best before the run stops early (needs eval_every); 0: never
+    patience: int = non_negative(0)
+    health: bool = True                 # watch the run and warn, with what to change (health.jsonl)
 
 
 @dataclass
@@ -255,6 +262,12 @@ class ReportConfig:
 
 
 @dataclass
+class DoctorConfig:
+    run: Optional[str] = path()         # a run directory, finished or still training
+    sweep: Optional[str] = path()       # ...or a multirun directory: one line per job
+
+
+@dataclass
 class ExportConfig:
     run: str = path(MISSING)            # run directory
     format: str = one_of("savedmodel", EXPORT_FORMATS, "an export format. Formats: savedmodel (a "
@@ -268,7 +281,7 @@ class ExportConfig:
 GROUP_SCHEMAS = {"dataset": DatasetConfig, "model": ModelConfig, "loss": LossConfig}
 # The schema of each command's whole config: help, "did you mean" and the checks read it.
 COMMAND_SCHEMAS = {"train": TrainRunConfig, "sample": SampleConfig, "eval": EvalConfig,
-                   "report": ReportConfig, "export": ExportConfig}
+                   "report": ReportConfig, "export": ExportConfig, "doctor": DoctorConfig}
 
 
 def schema_at(command: str, dotted: str) -> type | None:
@@ -393,6 +406,7 @@ def register_configs() -> None:
         cs.store(group="schema/dataset", name=name, node=schema)
     cs.store(name="base_report", node=ReportConfig)
     cs.store(name="base_export", node=ExportConfig)
+    cs.store(name="base_doctor", node=DoctorConfig)
 
 
 # --- Checking a composed config: each field's rule, then the rules that join fields -----------
@@ -485,7 +499,7 @@ def check_train_run(cfg) -> None:
     t = cfg.train
     if t.augment == "none" and list(t.augment_policy) != default_of(TrainConfig, "augment_policy"):
         raise UserError(f"train.augment_policy={list(t.augment_policy)} has no effect with "
-                        "train.augment=none; add train.augment=diffaug.")
+                        "train.augment=none; add train.augment=diffaug or train.augment=ada.")
     penalties = [f"loss.{k}={cfg.loss[k]}" for k in ("gp_weight", "r1_weight") if cfg.loss[k] > 0]
     if penalties and cfg.model.discriminator.batch_norm:
         # The penalty is per example; batch norm makes D's output depend on the whole batch.
@@ -512,6 +526,10 @@ def check_train_run(cfg) -> None:
                         "so the learning rates would never decay; set it below train.steps (e.g. "
                         f"train.lr_decay_start={t.steps // 2}: constant for the first half, then "
                         "linear to 0) or to null for constant rates.")
+    if t.patience and not t.eval_every:
+        raise UserError(f"train.patience={t.patience} counts evaluations without a new best, but "
+                        "train.eval_every=0 evaluates never; set train.eval_every too (e.g. "
+                        "train.eval_every=500), or train.patience=0.")
     if t.steps_per_call > 1:
         # 0 disables eval_every, and 0 is a multiple of anything.
         off = [f"train.{k}={t[k]}" for k in STEP_MULTIPLES if t[k] % t.steps_per_call]
@@ -550,9 +568,19 @@ def check_eval(cfg) -> None:
 def check_report(cfg) -> None:
     """`ganctl report` writes one page: a run's or a sweep's."""
     check_values(cfg, ReportConfig)
+    _check_run_or_sweep(cfg, "ganctl report writes one report")
+
+
+def check_doctor(cfg) -> None:
+    """`ganctl doctor` diagnoses a run or a sweep."""
+    check_values(cfg, DoctorConfig)
+    _check_run_or_sweep(cfg, "ganctl doctor diagnoses one thing")
+
+
+def _check_run_or_sweep(cfg, what: str) -> None:
     chosen = [k for k in ("run", "sweep") if cfg[k]]
     if len(chosen) != 1:
-        raise UserError("ganctl report writes one report: give run=<run dir> (e.g. "
+        raise UserError(f"{what}: give run=<run dir> (e.g. "
                         "outputs/<date>/<time>) or sweep=<multirun dir> (e.g. "
                         "outputs/multirun/<date>/<time>)"
                         f"{', not both' if len(chosen) > 1 else ''}.")

@@ -134,6 +134,8 @@ def training_status(run_dir: Path, steps_done: int, steps_total: int | None) -> 
         return f"training (step {steps_done} of {steps_total})"
     if steps_total is not None and steps_done >= steps_total:
         return "finished"
+    if EARLY_STOP in _log_text(run_dir):
+        return f"finished early at step {steps_done} of {steps_total} (train.patience)"
     return f"stopped at step {steps_done} of {steps_total}; continue with: ganctl train resume={run_dir}"
 
 
@@ -167,7 +169,8 @@ def _lock_taken(run_dir: Path) -> bool:
         os.close(fd)
 
 
-def _best(run_dir: Path) -> dict | None:
+def read_best(run_dir: Path) -> dict | None:
+    """best.json of train.eval_every (metric, value, step), or None."""
     path = run_dir / rundir.CHECKPOINT_DIR / rundir.BEST_DIR / rundir.BEST_FILE
     try:
         return json.loads(path.read_text()) if path.is_file() else None
@@ -226,12 +229,16 @@ def _checkpoints(run_dir: Path) -> list[tuple[str, int, float]]:
 
 def _warnings(run_dir: Path, limit: int = 20) -> list[str]:
     """WARNING and ERROR lines of train.log (NaN rollbacks, skipped files, damaged checkpoints)."""
-    path = run_dir / rundir.LOG_FILE
-    if not path.is_file():
-        return []
-    lines = [ln for ln in path.read_text(errors="replace").splitlines()
-             if "][WARNING]" in ln or "][ERROR]" in ln]
+    lines = [ln for ln in _log_text(run_dir).splitlines() if "][WARNING]" in ln or "][ERROR]" in ln]
     return lines[-limit:]
+
+
+EARLY_STOP = "stopping early at step"   # training/loop.py's line when train.patience ran out
+
+
+def _log_text(run_dir: Path) -> str:
+    path = run_dir / rundir.LOG_FILE
+    return path.read_text(errors="replace") if path.is_file() else ""
 
 
 def _load_config(run_dir: Path):
@@ -421,7 +428,7 @@ def build_run_report(run_dir: Path, status: str | None = None) -> str:
     """The HTML of one run's report. status: how training ended, when the caller knows."""
     cfg = _load_config(run_dir)
     rows, eval_rows = read_metrics(run_dir)
-    best = _best(run_dir)
+    best = read_best(run_dir)
     plain = OmegaConf.to_container(cfg, resolve=False) if cfg is not None else {}
     train_cfg = plain.get("train", {})
     steps_total = train_cfg.get("steps")

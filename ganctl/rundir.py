@@ -14,6 +14,7 @@ BEST_DIR = "best"                    # under CHECKPOINT_DIR: train.eval_every's 
 BEST_FILE = "best.json"              # in BEST_DIR: which metric, value and step it holds
 SAMPLES_DIR = "samples"
 METRICS_FILE = "metrics.jsonl"
+HEALTH_FILE = "health.jsonl"         # train.health: each warning as it starts and clears
 GENERATOR_EXPORT = "generator.keras"
 REPORT_FILE = "report.html"          # `ganctl report`, also written at the end of every run
 REALS_FILE = "reals.png"             # a batch of training data, as the first snapshot

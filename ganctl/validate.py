@@ -268,6 +268,12 @@ def check_report_config(cfg: DictConfig) -> None:
     schemas.check_report(cfg)
 
 
+def check_doctor_config(cfg: DictConfig) -> None:
+    _check_required(cfg)
+    _check_known_keys(cfg, schemas.DoctorConfig, "")
+    schemas.check_doctor(cfg)
+
+
 def check_export_config(cfg: DictConfig) -> None:
     _check_required(cfg)
     _check_known_keys(cfg, schemas.ExportConfig, "")
@@ -276,7 +282,8 @@ def check_export_config(cfg: DictConfig) -> None:
 
 
 CHECKS = {"sample": check_sample_config, "eval": check_eval_config,
-          "report": check_report_config, "export": check_export_config}
+          "report": check_report_config, "export": check_export_config,
+          "doctor": check_doctor_config}
 
 
 def run_classes(run: str) -> tuple[int, tuple[str, ...], str] | None:

@@ -40,6 +40,7 @@ class TrainingState:
     z_dim: int
     d_steps: int                              # D updates per G update
     train: object                             # the train config node (options of the step)
+    augment_probability: tf.Variable | None = None  # train.augment=ada's p, else None
 
     @property
     def generator(self) -> keras.Model:
@@ -72,6 +73,8 @@ class TrainingState:
         found.update(step=self.step, rng=self.seed_generator.state.value,
                      layer_rngs=[s for network in self.networks.values()
                                  for s in rng_states(network)])
+        if self.augment_probability is not None:  # only then: older runs restore as they were
+            found.update(augment_p=self.augment_probability)
         return found
 
     def guarded(self) -> list:
@@ -103,12 +106,15 @@ def build_training_state(cfg, dataset, strategy=None) -> TrainingState:
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         first_nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
         seed_generator = keras.random.SeedGenerator(t.seed)
+        augment_probability = (tf.Variable(0.0, dtype=tf.float32, trainable=False, name="augment_p")
+                               if t.augment == "ada" else None)
     return TrainingState(networks=networks, optimizers=optimizers,
                          learning_rates={name: float(betas[name][0]) for name in networks},
                          averages=averages, loss=build_loss(cfg.loss), step=step,
                          first_nonfinite_step=first_nonfinite_step,
                          seed_generator=seed_generator, strategy=strategy, precision=precision,
-                         z_dim=cfg.model.z_dim, d_steps=cfg.loss.d_steps_per_g_step, train=t)
+                         z_dim=cfg.model.z_dim, d_steps=cfg.loss.d_steps_per_g_step, train=t,
+                         augment_probability=augment_probability)
 
 
 def cpu_has_bf16() -> bool:

@@ -20,6 +20,8 @@ class Loss(abc.ABC):
     """
 
     uses_sigmoid = False
+    # D's output between real and fake (train.health's accuracy); None: no fixed one (WGAN)
+    boundary = 0.0
     gp_weight = 0.0     # only WGAN-GP has a gradient penalty; read by the tests of every loss
 
     def __init__(self, d_steps_per_g_step: int = 1, r1_weight: float = 0.0):

@@ -9,6 +9,8 @@ from ganctl.losses.base import Loss
 class LeastSquares(Loss):
     """Squared distance of D's raw outputs to the targets; no sigmoid."""
 
+    boundary = 0.5  # halfway between the fake (0) and real (1) targets
+
     def discriminator_loss(self, real_logits, fake_logits):
         real_logits = ops.cast(real_logits, "float32")
         fake_logits = ops.cast(fake_logits, "float32")

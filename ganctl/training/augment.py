@@ -78,12 +78,14 @@ POLICIES = {"color": (brightness, saturation, contrast), "translation": (transla
             "cutout": (cutout,)}
 
 
-def make_augment(policy, seed_generator):
+def make_augment(policy, seed_generator, probability=None):
     """images -> augmented images for a policy: transform names, as a list or the paper's
     comma-separated string ("color,translation,cutout"); "none" gives the identity.
 
     The transforms need image batches (B, H, W, C); asking for them on 2-D points is a
     UserError rather than silently doing nothing.
+    `probability` (train.augment=ada's p, a variable): each transform changes an image with
+    that probability, drawn per image and per transform (ADA's stochastic pipeline); None: always.
     """
     if policy == "none":
         names = []
@@ -100,10 +102,17 @@ def make_augment(policy, seed_generator):
         if not transforms:
             return images
         if len(images.shape) != 4:
-            raise UserError(f"train.augment=diffaug transforms images, but this dataset gives "
-                            f"shape {tuple(images.shape[1:])}; use train.augment=none for points.")
+            raise UserError(f"train.augment={'ada' if probability is not None else 'diffaug'} "
+                            "transforms images, but this dataset gives shape "
+                            f"{tuple(images.shape[1:])}; use train.augment=none for points.")
         for transform in transforms:
-            images = transform(images, seed_generator)
+            changed = transform(images, seed_generator)
+            if probability is None:
+                images = changed
+            else:
+                chosen = _per_example(images, seed_generator, 0.0, 1.0) < ops.cast(
+                    probability, images.dtype)
+                images = ops.where(chosen, changed, images)
         return images
 
     return augment

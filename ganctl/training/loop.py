@@ -24,8 +24,10 @@ from ganctl.images import save_snapshot, snapshot_columns
 from ganctl.models.common import is_conditional
 from ganctl.models.mode_coverage import check_pack
 from ganctl.replicas import is_chief_process, replicas
+from ganctl.reporting import EARLY_STOP
 from ganctl.training.distribute import check_strategy, make_strategy
-from ganctl.training.tb_summaries import write_image
+from ganctl.training.health import HealthMonitor, describe
+from ganctl.training.tb_summaries import write_image, write_text
 from ganctl.training.metrics_log import MetricsLog
 from ganctl.training.periodic_eval import PeriodicEval
 from ganctl.training.steps import make_train_step
@@ -44,6 +46,11 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
     check_strategy(strategy, batch_size=t.batch_size, jit_compile=t.jit_compile)
+    if t.patience and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Only the chief evaluates: the other workers would train on and wait for it forever.
+        raise UserError(f"train.patience={t.patience} stops on the chief's evaluations, which "
+                        "the other workers of train.strategy=multi_worker do not see; set "
+                        "train.patience=0 and stop at the best checkpoint (checkpoint=best).")
     # Packs are grouped within each replica's rows, so the per-replica batch must divide.
     check_pack(cfg.model.discriminator.get("pack", 1), t.batch_size, replicas(strategy))
     # Only the chief writes (config, logs, snapshots, checkpoints, export); other workers compute.
@@ -81,7 +88,10 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     # --- Loop -------------------------------------------------------------------------------------
     train_step = make_train_step(state)
     periodic_eval = PeriodicEval(cfg, dataset, checkpoints.directory, chief, **state.trackables())
-    loop = _Loop(cfg, state, checkpoints, batches, snapshots, periodic_eval, metrics, run_dir)
+    health = (HealthMonitor(t, run_dir, len(dataset.arrays("train")[0]), state.images_per_step)
+              if t.health and chief else None)
+    loop = _Loop(cfg, state, checkpoints, batches, snapshots, periodic_eval, metrics, run_dir,
+                 health)
     started = time.perf_counter()
     loop.run(train_step, first_real, start_step)
 
@@ -165,8 +175,8 @@ class _Loop:
     evaluation, checkpoints, the NaN guard and stopping on a signal."""
 
     def __init__(self, cfg, state, checkpoints, batches, snapshots, periodic_eval, metrics,
-                 run_dir):
-        self.t, self.state, self.checkpoints = cfg.train, state, checkpoints
+                 run_dir, health=None):
+        self.t, self.state, self.checkpoints, self.health = cfg.train, state, checkpoints, health
         self.batches, self.snapshots, self.periodic_eval = batches, snapshots, periodic_eval
         self.metrics, self.run_dir, self.chief = metrics, run_dir, metrics is not None
         self.rollbacks = 0
@@ -200,8 +210,13 @@ class _Loop:
                     self.log(current, values, progress)
                 if current % t.sample_every == 0 or current == t.steps:
                     self.snapshots(current)
+                stale = 0  # evaluations without a new best, for train.patience
                 if self.periodic_eval.due(current):
                     self.metrics.write(current, self.periodic_eval(current, self.state.sampler))
+                    stale = self.periodic_eval.stale(current)
+                    if self.health is not None:
+                        self.report_health(current, self.health.check_eval(
+                            current, self.periodic_eval.best, stale))
                 if save_now and self.chief:
                     self.checkpoints.save(current)
                 if stopping:
@@ -209,8 +224,17 @@ class _Loop:
                         f"stopped by {signal.Signals(stopping).name} at step {current}; "
                         f"checkpoint saved. Continue with: ganctl train resume={self.run_dir}",
                         128 + stopping)
+                if t.patience and stale >= t.patience:
+                    best = self.periodic_eval.best
+                    log.info(EARLY_STOP + " %d (train.patience=%d): %s has not beaten its "
+                             "best %.4g (step %d, kept in %s) in %d evaluations", current,
+                             t.patience, best["metric"], best["value"], best["step"],
+                             self.periodic_eval.best_dir, stale)
+                    break
         finally:
             progress.close()
+            if self.health is not None:
+                log.info(self.health.summary(current))
             if self.metrics is not None:
                 self.metrics.close()
             stop.restore()
@@ -222,6 +246,9 @@ class _Loop:
         row["images_per_s"] = (current - self.last_step) * per_step / (now - self.last_time)
         row["images_seen"] = current * per_step
         row["wall_s"] = now - self.started
+        if self.health is not None:
+            self.report_health(current, self.health.check(current, row))
+            row["health_warnings"] = len(self.health.active)
         if self.chief:
             self.metrics.write(current, row)
         progress.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}",
@@ -233,6 +260,11 @@ class _Loop:
                  "eta %s", current, self.t.steps, row["d_loss"], row["g_loss"], row["d_real"],
                  row["d_fake"], row["images_per_s"], _duration(eta))
         self.last_step, self.last_time = current, now
+
+    def report_health(self, current: int, events: list[dict]) -> None:
+        for event in events:  # health.jsonl has them already; the log and TensorBoard too
+            (log.warning if event["event"] == "start" else log.info)(describe(event))
+            write_text(self.metrics.writer, "health", describe(event), current)
 
     def roll_back(self, problem: str) -> int:
         """on_nan=rollback: back to the newest checkpoint (none holds a NaN), learning rates

@@ -38,6 +38,10 @@ class PeriodicEval:
         # The same kill-safe saves as the run's own checkpoints, keeping only the best.
         self.checkpoints = Checkpoints(self.best_dir, keep=1, **trackables)
 
+    def stale(self, step: int) -> int:
+        """Evaluations since the best one (0 when `step`'s was the best), also after a resume."""
+        return (step - self.best["step"]) // self.every if self.best else 0
+
     def due(self, step: int) -> bool:
         return bool(self.every) and step % self.every == 0
 

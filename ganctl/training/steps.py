@@ -4,6 +4,8 @@ are chosen in TrainConfig; the figures behind their defaults come from `make ben
 (ganctl/bench.py)."""
 from __future__ import annotations
 
+import threading
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -15,8 +17,18 @@ from ganctl.replicas import per_replica_loss, replica_rows, replica_slice
 from ganctl.training.augment import make_augment
 from ganctl.training.ema import ema_schedule
 from ganctl.training.lr_schedule import apply_lr_schedule, lr_scale
+from ganctl.training.health import SIGNALS, overfitting_heuristic, step_signals
 
 VALUES = ("d_loss", "g_loss", "gp", "d_real", "d_fake")  # what a step returns, all float32
+
+
+def value_names(train) -> tuple:
+    """The values a step returns: VALUES, plus the health signals under train.health, plus r_t
+    and p under train.augment=ada."""
+    names = VALUES + (SIGNALS if train.health else ())
+    if train.augment == "ada":
+        names += ("augment_p",) + (() if "r_t" in names else ("r_t",))
+    return names
 
 
 def make_train_step(state):
@@ -27,7 +39,8 @@ def make_train_step(state):
     update_rule="simultaneous": the TF DCGAN tutorial's step: one G forward, D and G losses from
     the same logits, both gradients taken before either network changes. Less work per step (no
     second G and D forward), but a different algorithm, so it is an explicit choice.
-    train.augment=diffaug: DiffAugment's transforms before every D call.
+    train.augment=diffaug: DiffAugment's transforms before every D call; ada: each with probability
+    p, which the step moves toward train.ada_target from r_t.
     A class-conditional pair (two-input G and D, e.g. cdcgan) gets the real batch's labels: G
     draws fakes of the same classes, so D compares real and fake class by class.
 
@@ -55,8 +68,19 @@ def make_train_step(state):
                          (ops.shape(labels)[0], state.z_dim))
         return generator([z, labels] if conditional else z, training=training)
 
-    # DiffAugment's transforms, or the identity; their randomness is the state's seed generator.
-    augment = make_augment(t.augment_policy if t.augment == "diffaug" else "none", seed_generator)
+    # DiffAugment's transforms (each with probability p under ada), or the identity; their
+    # randomness is the state's seed generator.
+    augment = make_augment(t.augment_policy if t.augment != "none" else "none", seed_generator,
+                           state.augment_probability)
+
+    # train.health: what the updates compute anyway (gradients, both batches), for step_signals.
+    # Per thread: MirroredStrategy traces each replica in a thread of its own, interleaved.
+    probes = threading.local()
+
+    def probe() -> dict:
+        if not hasattr(probes, "values"):
+            probes.values = {}
+        return probes.values
 
     def critic(images, labels):
         # DiffAugment: D sees every image, real or fake, in each loss and penalty, through the
@@ -87,6 +111,7 @@ def make_train_step(state):
             scaled = d_optimizer.scale_loss(per_replica_loss(d_loss + penalty, strategy))
         grads = tape.gradient(scaled, discriminator.trainable_variables)
         d_optimizer.apply(grads, discriminator.trainable_variables)
+        probe().update(d_grads=grads, real_images=real_images, fake_images=fake_images)
         return d_loss, penalty, real_logits, fake_logits
 
     def generator_update(labels):
@@ -96,6 +121,7 @@ def make_train_step(state):
             scaled = g_optimizer.scale_loss(per_replica_loss(g_loss, strategy))
         grads = tape.gradient(scaled, generator.trainable_variables)
         g_optimizer.apply(grads, generator.trainable_variables)
+        probe().update(g_grads=grads)
         return g_loss
 
     def alternating_update(real_batch, real_labels):
@@ -119,6 +145,8 @@ def make_train_step(state):
         d_grads = tape.gradient(d_scaled, discriminator.trainable_variables)
         g_grads = tape.gradient(g_scaled, generator.trainable_variables)
         del tape
+        probe().update(d_grads=d_grads, g_grads=g_grads, real_images=real_images,
+                       fake_images=fake_images)
         d_optimizer.apply(d_grads, discriminator.trainable_variables)
         g_optimizer.apply(g_grads, generator.trainable_variables)
         return d_loss, g_loss, penalty, real_logits, fake_logits
@@ -134,6 +162,14 @@ def make_train_step(state):
             else:  # batch-norm statistics are copied, not averaged
                 ema_weight.assign(weight)
 
+    def adapt_augment_probability(r_t):
+        """ADA's rule: p moves toward the r_t target by at most images/(ada_kimg * 1000) per
+        step (the paper's speed: 0 to 1 in 500k images), once per step rather than every 4."""
+        p = state.augment_probability
+        speed = state.images_per_step / (t.ada_kimg * 1000.0)
+        p.assign(ops.clip(p + ops.sign(r_t - t.ada_target) * speed, 0.0, 1.0))
+        return ops.cast(p, "float32")
+
     update_networks = simultaneous_update if t.update_rule == "simultaneous" else alternating_update
 
     def replica_update(real_batch, real_labels):
@@ -141,13 +177,18 @@ def make_train_step(state):
         real_batch, real_labels = (replica_slice(real_batch, d_steps),
                                    replica_slice(real_labels, d_steps))
         d_loss, g_loss, penalty, real_logits, fake_logits = update_networks(real_batch, real_labels)
-        return {
+        values = {
             "d_loss": ops.cast(d_loss, "float32"),
             "g_loss": ops.cast(g_loss, "float32"),
             "gp": ops.cast(penalty, "float32"),
             "d_real": ops.mean(ops.cast(loss.probability(real_logits), "float32")),
             "d_fake": ops.mean(ops.cast(loss.probability(fake_logits), "float32")),
         }
+        if t.health:
+            values.update(step_signals(loss, real_logits, fake_logits, **probe()))
+        if t.augment == "ada" and "r_t" not in values:
+            values["r_t"] = overfitting_heuristic(loss, real_logits, fake_logits)
+        return values
 
     def one_step(real_batch, real_labels):
         # Cross-replica context: the rates are set once, before the replicas use them.
@@ -159,6 +200,8 @@ def make_train_step(state):
                   for name, value in per_replica.items()}
         if ema_generator is not None:
             update_ema()
+        if state.augment_probability is not None:
+            values["augment_p"] = adapt_augment_probability(values["r_t"])
         step.assign_add(1)
         finite = (tf.math.is_finite(values["d_loss"]) & tf.math.is_finite(values["g_loss"])
                   & tf.math.is_finite(values["gp"]))
@@ -174,7 +217,7 @@ def make_train_step(state):
         # loop keeps the graph the size of one step; the values returned are the last step's.
         images = ops.reshape(real_batch, (steps_per_call, -1, *real_batch.shape[1:]))
         labels = ops.reshape(real_labels, (steps_per_call, -1))
-        values = {name: tf.zeros((), "float32") for name in VALUES}
+        values = {name: tf.zeros((), "float32") for name in value_names(t)}
         for i in tf.range(steps_per_call):
             values = one_step(images[i], labels[i])
         return values
