@@ -180,3 +180,27 @@ def test_identity_weight_0_drops_the_identity_terms(networks):
     _, parts, _, _ = CycleGAN(identity_weight=0.0).generators_loss(
         *networks, random_images(0), random_images(1))
     assert set(parts) == {"adversarial_ab", "adversarial_ba", "cycle_a", "cycle_b"}
+
+
+# --- training step ---------------------------------------------------------------------------
+
+def test_one_update_trains_all_four_networks_and_fills_both_pools(networks):
+    import types
+
+    from ganctl.training.cyclegan_step import CYCLEGAN_NETWORKS, make_cyclegan_update
+
+    by_name = dict(zip(CYCLEGAN_NETWORKS, (networks[0], networks[1], networks[3], networks[2])))
+    optimizers = {name: keras.optimizers.Adam(1e-3) for name in by_name}
+    pools = {name: ImagePool(SHAPE, size=4, seed=i)
+             for i, name in enumerate(("discriminator", "discriminator_a"))}
+    state = types.SimpleNamespace(networks=by_name, optimizers=optimizers, pools=pools,
+                                  strategy=tf.distribute.get_strategy())
+    update = tf.function(make_cyclegan_update(state, CycleGAN()))
+    before = {name: [w.numpy() for w in net.trainable_weights] for name, net in by_name.items()}
+    values = update(random_images(4), random_images(5))
+    for name, network in by_name.items():
+        assert any(not np.array_equal(a, w.numpy())
+                   for a, w in zip(before[name], network.trainable_weights)), name
+    assert all(int(pool.stored) == 2 for pool in pools.values())
+    assert all(np.isfinite(float(v)) for v in values.values())
+    assert float(values["cycle_a"]) > 0 and float(values["identity_b"]) > 0
