@@ -40,6 +40,8 @@ class TrainingState:
     z_dim: int
     d_steps: int                              # D updates per G update
     train: object                             # the train config node (options of the step)
+    # CycleGAN: each discriminator's history of fakes (core/image_pool.py), keyed like `networks`
+    pools: dict = dataclasses.field(default_factory=dict)
 
     @property
     def generator(self) -> keras.Model:
@@ -69,6 +71,7 @@ class TrainingState:
         found.update({OPTIMIZER_NAMES.get(name, f"{name}_optimizer"): optimizer
                       for name, optimizer in self.optimizers.items()})
         found.update({f"ema_{name}": average for name, average in self.averages.items()})
+        found.update({f"pool_{name}": pool for name, pool in self.pools.items()})
         found.update(step=self.step, rng=self.seed_generator.state.value,
                      layer_rngs=[s for network in self.networks.values()
                                  for s in rng_states(network)])
