@@ -58,3 +58,14 @@ def load_translator(run_dir: Path, checkpoint=None, ema: bool = True, direction:
 def translation_networks(model_cfg) -> tuple[str, ...]:
     """The networks a translation model trains, by name, without building them."""
     return {"pix2pix": ("generator", "discriminator")}[model_cfg.translation.kind]
+
+
+def size_multiple(generator) -> int:
+    """What a fully convolutional G's input height and width must be multiples of: the product
+    of its strides (2 ** halvings for the U-Net)."""
+    multiple = 1
+    for layer in generator.layers:
+        strides = getattr(layer, "strides", None)
+        if isinstance(layer, keras.layers.Conv2D) and strides:
+            multiple *= int(strides[0])
+    return multiple
