@@ -34,6 +34,15 @@ def dataset_by_name(name: str):
     return (None, None) if node is None else (build(node, "real", dataset_schema(node)), name)
 
 
+def build_translation_networks(model_cfg, dataset) -> dict[str, keras.Model]:
+    """An image-to-image model's networks by name, for its `model.translation.kind`:
+    pix2pix: "generator" (A -> B) and "discriminator" (judges A and B together)."""
+    shape = {"image_shape": tuple(dataset.image_shape)}
+    return {"generator": build(model_cfg.generator, "model.generator", NetworkConfig, **shape),
+            "discriminator": build(model_cfg.discriminator, "model.discriminator", NetworkConfig,
+                                   **shape)}
+
+
 def build_generator(model_cfg, dataset) -> keras.Model:
     return build(model_cfg.generator, "model.generator", NetworkConfig, z_dim=model_cfg.z_dim,
                  image_shape=tuple(dataset.image_shape), num_classes=dataset.num_classes,

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from ganctl.core.checkpoints import rng_states
 from ganctl.core.components import (build_discriminator, build_generator, build_loss,
-                                    clone_generator)
+                                    build_translation_networks, clone_generator)
 from ganctl.replicas import replicas, synchronize_batch_norm
 
 # Checkpoint names of the usual pair's optimizers, as runs have always saved them; networks
@@ -40,6 +40,7 @@ class TrainingState:
     z_dim: int
     d_steps: int                              # D updates per G update
     train: object                             # the train config node (options of the step)
+    translation: object = None                # model.translation of an image-to-image model
     # CycleGAN: each discriminator's history of fakes (core/image_pool.py), keyed like `networks`
     pools: dict = dataclasses.field(default_factory=dict)
 
@@ -91,16 +92,23 @@ def build_training_state(cfg, dataset, strategy=None) -> TrainingState:
     strategy = strategy or tf.distribute.get_strategy()
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     precision = resolve_precision(t.precision, device)
+    translation = cfg.model.get("translation")
     with strategy.scope(), dtype_policy(precision):  # layers take the policy when built
-        networks = {"generator": build_generator(cfg.model, dataset),
-                    "discriminator": build_discriminator(cfg.model, dataset)}
+        if translation is not None:
+            networks = build_translation_networks(cfg.model, dataset)
+        else:
+            networks = {"generator": build_generator(cfg.model, dataset),
+                        "discriminator": build_discriminator(cfg.model, dataset)}
         averages = ({"generator": clone_generator(networks["generator"])} if t.ema > 0 else {})
     if replicas(strategy) > 1:
         synchronize_batch_norm(*networks.values())
+    # Every generator ("generator", "generator_ba", ...) learns with G's settings, every
+    # discriminator with D's.
     betas = {"generator": (t.g_lr, t.g_beta1, t.g_beta2),
              "discriminator": (t.d_lr, t.d_beta1, t.d_beta2)}
     with strategy.scope():
-        optimizers = {name: make_optimizer(*betas[name], precision) for name in networks}
+        optimizers = {name: make_optimizer(*betas[network_role(name)], precision)
+                      for name in networks}
         for name, optimizer in optimizers.items():
             optimizer.build(networks[name].trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -111,7 +119,13 @@ def build_training_state(cfg, dataset, strategy=None) -> TrainingState:
                          averages=averages, loss=build_loss(cfg.loss), step=step,
                          first_nonfinite_step=first_nonfinite_step,
                          seed_generator=seed_generator, strategy=strategy, precision=precision,
-                         z_dim=cfg.model.z_dim, d_steps=cfg.loss.d_steps_per_g_step, train=t)
+                         z_dim=cfg.model.z_dim, d_steps=cfg.loss.d_steps_per_g_step, train=t,
+                         translation=translation)
+
+
+def network_role(name: str) -> str:
+    """"generator" or "discriminator": which of the two a network named `name` is."""
+    return "discriminator" if name.startswith("discriminator") else "generator"
 
 
 def cpu_has_bf16() -> bool:
