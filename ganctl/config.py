@@ -162,7 +162,9 @@ class NetworkConfig:
     affine: bool = False                # cyclegan G: instance norm with a learnable scale, shift
 
 
-TRANSLATIONS = ("pix2pix",)          # the objectives of image-to-image translation models
+TRANSLATIONS = ("pix2pix", "cyclegan")  # the objectives of image-to-image translation models
+# cyclegan's objective is its own; the default loss (ns) and lsgan pass, others are refused.
+CYCLEGAN_LOSSES = ("ns", "lsgan")
 
 
 @dataclass
@@ -172,6 +174,9 @@ class TranslationConfig:
     l1_weight: float = non_negative(100.0)   # pix2pix: lambda of L1(G(a), b) (Isola et al.: 100)
     d_loss_scale: float = positive(0.5)      # D's loss times this: the papers halve it, so D
     #                                          learns slower than G
+    cycle_weight: float = non_negative(10.0)    # cyclegan: lambda of both cycle terms (Zhu et al.)
+    identity_weight: float = non_negative(0.5)  # cyclegan: identity terms, times cycle_weight
+    pool_size: int = non_negative(50)           # cyclegan: fakes each D's history holds; 0: none
 
 
 @dataclass
@@ -288,6 +293,7 @@ class EvalConfig:
     batch_size: int = positive(250)     # samples generated and featurised at once
     sort_by: Optional[str] = None       # sweep table: default the first metric
     cas_epochs: int = positive(3)       # cas: epochs of each classifier (synthetic and real)
+    direction: str = one_of("AtoB", ("AtoB", "BtoA"))  # translation runs: which way to score
 
 
 @dataclass
@@ -578,7 +584,8 @@ def check_translation_pair(cfg) -> None:
     if translation is None and data:
         raise UserError(f"dataset={choice_name(cfg.dataset._target_)} holds two image domains "
                         "for image-to-image translation, which this model (noise -> image) "
-                        "cannot learn; use model=pix2pix (paired images).")
+                        "cannot learn; use model=pix2pix (paired images) or model=cyclegan "
+                        "(paired or unpaired).")
     if translation is not None and not data:
         raise UserError(f"model={translation.kind} translates images of one domain into "
                         f"another, so it needs two domains: dataset=paired_folder "
@@ -607,6 +614,13 @@ def check_translation_pair(cfg) -> None:
         raise UserError(f"train.eval_every={cfg.train.eval_every}: in-training evaluation scores "
                         "noise -> image generators only; for a translation run set "
                         "train.eval_every=0 and score it with `ganctl eval run=<run>`.")
+    loss = choice_name(cfg.loss._target_)
+    if translation.kind == "cyclegan" and (loss not in CYCLEGAN_LOSSES or cfg.loss.gp_weight
+                                           or cfg.loss.r1_weight):
+        raise UserError(f"model=cyclegan trains with its paper's least-squares objective "
+                        f"(ganctl/losses/cyclegan.py), so loss={loss} (gp_weight="
+                        f"{cfg.loss.gp_weight}, r1_weight={cfg.loss.r1_weight}) would have no "
+                        "effect; leave loss= out (or give loss=lsgan) and set neither penalty.")
 
 
 def check_sample(cfg) -> None:

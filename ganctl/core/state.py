@@ -16,8 +16,9 @@ import keras
 import tensorflow as tf
 
 from ganctl.core.checkpoints import rng_states
-from ganctl.core.components import (build_discriminator, build_generator, build_loss,
-                                    build_translation_networks, clone_generator)
+from ganctl.core.image_pool import ImagePool
+from ganctl.core.components import (build_discriminator, build_generator, build_objective,
+                                    build_translation_networks, clone_generator, network_role)
 from ganctl.replicas import replicas, synchronize_batch_norm
 
 # Checkpoint names of the usual pair's optimizers, as runs have always saved them; networks
@@ -99,7 +100,8 @@ def build_training_state(cfg, dataset, strategy=None) -> TrainingState:
         else:
             networks = {"generator": build_generator(cfg.model, dataset),
                         "discriminator": build_discriminator(cfg.model, dataset)}
-        averages = ({"generator": clone_generator(networks["generator"])} if t.ema > 0 else {})
+        averages = ({name: clone_generator(network) for name, network in networks.items()
+                     if network_role(name) == "generator"} if t.ema > 0 else {})
     if replicas(strategy) > 1:
         synchronize_batch_norm(*networks.values())
     # Every generator ("generator", "generator_ba", ...) learns with G's settings, every
@@ -114,18 +116,16 @@ def build_training_state(cfg, dataset, strategy=None) -> TrainingState:
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         first_nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
         seed_generator = keras.random.SeedGenerator(t.seed)
+        pools = ({name: ImagePool(dataset.image_shape, translation.pool_size, seed=t.seed + i)
+                  for i, name in enumerate(("discriminator", "discriminator_a"))}
+                 if translation is not None and translation.kind == "cyclegan" else {})
     return TrainingState(networks=networks, optimizers=optimizers,
-                         learning_rates={name: float(betas[name][0]) for name in networks},
-                         averages=averages, loss=build_loss(cfg.loss), step=step,
+                         learning_rates={name: float(betas[network_role(name)][0]) for name in networks},
+                         averages=averages, loss=build_objective(cfg), step=step,
                          first_nonfinite_step=first_nonfinite_step,
                          seed_generator=seed_generator, strategy=strategy, precision=precision,
                          z_dim=cfg.model.z_dim, d_steps=cfg.loss.d_steps_per_g_step, train=t,
-                         translation=translation)
-
-
-def network_role(name: str) -> str:
-    """"generator" or "discriminator": which of the two a network named `name` is."""
-    return "discriminator" if name.startswith("discriminator") else "generator"
+                         translation=translation, pools=pools)
 
 
 def cpu_has_bf16() -> bool:

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from ganctl import rundir
+from ganctl.core.components import translation_networks
 from ganctl.errors import UserError
 
 # sample/eval direction= -> the network that translates that way. A pix2pix run has only A->B.
@@ -42,6 +43,18 @@ def comparison_rows(generator, inputs: np.ndarray, targets: np.ndarray | None = 
     return np.stack(columns, 1).reshape(-1, *inputs.shape[1:])
 
 
+def cycle_rows(generator_ab, generator_ba, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a | G(a) | F(G(a)) rows, then b | F(b) | G(F(b)) rows (G: A -> B, F: B -> A), flattened
+    for image_grid(columns=3); floats in [-1, 1]."""
+    rows = []
+    for inputs, there, back in ((a, generator_ab, generator_ba), (b, generator_ba, generator_ab)):
+        inputs = to_float(inputs)
+        translated = translate(there, inputs)
+        rows.append(np.stack([inputs, translated, translate(back, translated)], 1))
+    rows = np.concatenate(rows, 0)
+    return rows.reshape(-1, *rows.shape[2:])
+
+
 def load_translator(run_dir: Path, checkpoint=None, ema: bool = True, direction: str = "AtoB"):
     """(generator, dataset, step): the network that translates `direction`, restored from a
     run's checkpoint; a UserError when the run has none that way (pix2pix: A to B only)."""
@@ -53,11 +66,6 @@ def load_translator(run_dir: Path, checkpoint=None, ema: bool = True, direction:
         raise UserError(f"direction={direction}: this run (model={cfg.model.translation.kind}) "
                         "translates from A to B only; leave direction= out (AtoB).")
     return load_generator(run_dir, checkpoint, ema, network=name)
-
-
-def translation_networks(model_cfg) -> tuple[str, ...]:
-    """The networks a translation model trains, by name, without building them."""
-    return {"pix2pix": ("generator", "discriminator")}[model_cfg.translation.kind]
 
 
 def size_multiple(generator) -> int:

@@ -16,13 +16,15 @@ from ganctl.evaluation.sets import is_point_set, load_image_set, load_labels
 
 def evaluate_run(run_dir: Path, cfg: DictConfig) -> dict:
     from ganctl.core.generators import dataset_name, load_generator, model_name
+    from ganctl.core.components import translation_networks
     from ganctl.core.translation import load_translator
     from ganctl.metrics.features import build_extractor
 
     run_cfg = rundir.load_run_config(run_dir)
     translation = run_cfg.model.get("translation") is not None
     if translation:  # scored on its test split, whatever split= says (translation.py)
-        generator, dataset, step = load_translator(run_dir, cfg.checkpoint, cfg.ema)
+        generator, dataset, step = load_translator(run_dir, cfg.checkpoint, cfg.ema,
+                                                   cfg.direction)
     else:
         generator, dataset, step = load_generator(run_dir, cfg.checkpoint, cfg.ema)
     name = dataset_name(run_cfg.dataset)
@@ -32,8 +34,13 @@ def evaluate_run(run_dir: Path, cfg: DictConfig) -> dict:
     if translation:
         from ganctl.evaluation.translation import score_translation
 
+        # CycleGAN: the other generator too, for the cycle-reconstruction error.
+        back = ("BtoA" if cfg.direction == "AtoB" else "AtoB")
+        reverse = (load_translator(run_dir, cfg.checkpoint, cfg.ema, back)[0]
+                   if "generator_ba" in translation_networks(run_cfg.model) else None)
         result = score_translation(generator, dataset, list(cfg.metrics), extractor,
-                                   num=cfg.num, seed=cfg.seed, batch_size=cfg.batch_size)
+                                   num=cfg.num, direction=cfg.direction, reverse=reverse,
+                                   seed=cfg.seed, batch_size=cfg.batch_size)
     else:
         result = score_generator(generator, dataset, name, list(cfg.metrics), extractor,
                                  num=cfg.num, seed=cfg.seed, split=cfg.split,
@@ -58,7 +65,8 @@ def request_stem(cfg: DictConfig, step: int) -> str:
     real split, features and metrics."""
     metrics = "-".join(str(m) for m in cfg.metrics)
     return (f"step{step:06d}_{'ema' if cfg.ema else 'raw'}_num{cfg.num}_seed{cfg.seed}_"
-            f"{cfg.split}_{cfg.features}_{metrics}")
+            f"{cfg.split}_{cfg.features}_{metrics}"
+            + ("" if cfg.get("direction", "AtoB") == "AtoB" else f"_{cfg.direction}"))
 
 
 def evaluate_sets(cfg: DictConfig) -> dict:

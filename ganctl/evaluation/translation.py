@@ -14,11 +14,13 @@ PIXEL_METRICS = ("l1", "psnr", "ssim")
 
 
 def score_translation(generator, dataset, metric_names, extractor, *, num: int,
-                      direction: str = "AtoB", seed: int = 0, batch_size: int = 250) -> dict:
+                      direction: str = "AtoB", reverse=None, seed: int = 0,
+                      batch_size: int = 250) -> dict:
     """Metric values and provenance, as `evaluate` gives them, plus the paired pixel metrics.
 
     l1: mean |G(a) - b| in [-1, 1] units (the training loss's scale); psnr and ssim: on uint8
-    images (max value 255), averaged over the test images.
+    images (max value 255), averaged over the test images. With `reverse`, the generator back
+    (CycleGAN's), also cycle_l1: mean |reverse(G(x)) - x| in the same units.
     """
     from ganctl.core.translation import translate
     from ganctl.images import to_uint8
@@ -31,6 +33,10 @@ def score_translation(generator, dataset, metric_names, extractor, *, num: int,
                       batch_size=batch_size)
     if dataset.paired:
         result["metrics"].update(pixel_metrics(outputs, targets))
+    if reverse is not None:
+        cycled = translate(reverse, outputs, batch_size=min(batch_size, 64))
+        result["metrics"]["cycle_l1"] = float(np.mean(np.abs(
+            cycled - inputs.astype(np.float32) / 127.5 + 1.0)))
     if min(len(inputs), len(targets)) < FEW_IMAGES:
         result.setdefault("notes", []).append(
             f"FID and KID from {len(inputs)} translated test images against {len(targets)} "

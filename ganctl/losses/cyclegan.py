@@ -5,24 +5,30 @@ from __future__ import annotations
 
 from keras import ops
 
-from ganctl.losses.lsgan import LeastSquares
-
 
 def mean_absolute_error(a, b):
     return ops.mean(ops.abs(ops.cast(a, "float32") - ops.cast(b, "float32")))
 
 
-class CycleGAN(LeastSquares):
-    """D: 0.5 * (mean (D(real) - 1)^2 + mean D(fake)^2), per discriminator (LSGAN, halved).
-    G: mean (D(fake) - 1)^2 per direction, without LSGAN's half: the authors' weighting against
-    the cycle terms, lambda * |F(G(a)) - a| + lambda * |G(F(b)) - b|, and the identity terms,
-    identity_weight * lambda * (|G(b) - b| + |F(a) - a|).
+class CycleGAN:
+    """Per discriminator: d_loss_scale * (mean (D(real) - 1)^2 + mean D(fake)^2), halved by
+    default as the authors do. Both generators: mean (D(fake) - 1)^2 per direction (without
+    LSGAN's half, the authors' weighting against the other terms), the cycle terms
+    lambda * |F(G(a)) - a| + lambda * |G(F(b)) - b|, and the identity terms
+    identity_weight * lambda * (|G(b) - b| + |F(a) - a|); G: A -> B, F: B -> A.
     """
 
-    def __init__(self, cycle_weight: float = 10.0, identity_weight: float = 0.5):
-        super().__init__()
+    def __init__(self, cycle_weight: float = 10.0, identity_weight: float = 0.5,
+                 d_loss_scale: float = 0.5):
         self.cycle_weight = float(cycle_weight)
         self.identity_weight = float(identity_weight)
+        self.d_loss_scale = float(d_loss_scale)
+
+    def discriminator_loss(self, real_logits, fake_logits):
+        real_logits = ops.cast(real_logits, "float32")
+        fake_logits = ops.cast(fake_logits, "float32")
+        return self.d_loss_scale * (ops.mean(ops.square(real_logits - 1.0))
+                                    + ops.mean(ops.square(fake_logits)))
 
     def generator_loss(self, fake_logits):
         return ops.mean(ops.square(ops.cast(fake_logits, "float32") - 1.0))

@@ -11,11 +11,19 @@ import tensorflow as tf
 from keras import ops
 
 from ganctl.replicas import per_replica_loss, replica_slice
+from ganctl.training.steps import compile_step
 
 CYCLEGAN_NETWORKS = ("generator", "generator_ba", "discriminator", "discriminator_a")
 # What the step reports besides VALUES: the objective's terms (ganctl/losses/cyclegan.py).
 CYCLEGAN_TERMS = ("adversarial_ab", "adversarial_ba", "cycle_a", "cycle_b", "identity_a",
                   "identity_b")
+VALUES = ("d_loss", "g_loss", "gp", "d_real", "d_fake", *CYCLEGAN_TERMS)
+
+
+def make_cyclegan_step(state):
+    """The compiled step (training/steps.py's compile_step) around the update below, with the
+    state's objective (losses/cyclegan.py, weighted by model.translation)."""
+    return compile_step(state, make_cyclegan_update(state, state.loss), VALUES)
 
 
 def make_cyclegan_update(state, objective):

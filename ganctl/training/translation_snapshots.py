@@ -1,12 +1,13 @@
 """Snapshots of a translation run: a fixed batch of test inputs, each row input | output |
-target, so grids are comparable across steps."""
+target, so grids are comparable across steps; CycleGAN's rows go A -> B -> A, then
+B -> A -> B."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from ganctl.core.translation import comparison_rows
+from ganctl.core.translation import comparison_rows, cycle_rows
 from ganctl.images import image_grid
 from ganctl.training.tb_summaries import write_image
 
@@ -32,7 +33,13 @@ class TranslationSnapshots:
             return
         path = self.folder / f"step_{at_step:06d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        image_grid(comparison_rows(self.state.sampler, self.inputs, self.targets),
-                   columns=3).save(path)
-        write_image(self.metrics.writer, "samples", path, at_step,
-                    "test inputs | outputs | targets (EMA G if kept)")
+        networks, averages = self.state.networks, self.state.averages
+        if "generator_ba" in networks:
+            ab, ba = (averages.get(name, networks[name]) for name in ("generator", "generator_ba"))
+            rows = cycle_rows(ab, ba, self.inputs, self.targets)
+            caption = "test A -> B -> A rows, then B -> A -> B rows (EMA generators if kept)"
+        else:
+            rows = comparison_rows(self.state.sampler, self.inputs, self.targets)
+            caption = "test inputs | outputs | targets (EMA G if kept)"
+        image_grid(rows, columns=3).save(path)
+        write_image(self.metrics.writer, "samples", path, at_step, caption)

@@ -10,6 +10,7 @@ import tensorflow as tf
 from keras import ops
 
 from ganctl.replicas import per_replica_loss, replica_slice
+from ganctl.training.cyclegan_step import make_cyclegan_step
 from ganctl.training.steps import compile_step
 
 # What a translation step returns, all float32: the noise -> image step's values, plus L1.
@@ -75,4 +76,4 @@ def make_pix2pix_step(state):
 
 
 # model.translation.kind -> the function that makes its step from the training state.
-STEPS = {"pix2pix": make_pix2pix_step}
+STEPS = {"pix2pix": make_pix2pix_step, "cyclegan": make_cyclegan_step}
