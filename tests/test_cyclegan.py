@@ -2,6 +2,8 @@
 real tiny Keras models at 32x32."""
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -182,25 +184,134 @@ def test_identity_weight_0_drops_the_identity_terms(networks):
     assert set(parts) == {"adversarial_ab", "adversarial_ba", "cycle_a", "cycle_b"}
 
 
-# --- training step ---------------------------------------------------------------------------
+# --- a whole run: model=cyclegan dataset=unpaired_folder -------------------------------------
 
-def test_one_update_trains_all_four_networks_and_fills_both_pools(networks):
-    import types
+RUN = ["model=cyclegan", "dataset=unpaired_folder", "dataset.resolution=16",
+       "dataset.load_size=18", "model.generator.width=2", "model.generator.blocks=1",
+       "model.discriminator.width=2", "model.discriminator.depth=2", "train.batch_size=2",
+       "train.checkpoint_every=2", "train.deterministic=true", "train.g_lr=1e-3",
+       "train.d_lr=4e-3", "train.lr_decay_start=1"]
 
-    from ganctl.training.cyclegan_step import CYCLEGAN_NETWORKS, make_cyclegan_update
 
-    by_name = dict(zip(CYCLEGAN_NETWORKS, (networks[0], networks[1], networks[3], networks[2])))
-    optimizers = {name: keras.optimizers.Adam(1e-3) for name in by_name}
-    pools = {name: ImagePool(SHAPE, size=4, seed=i)
-             for i, name in enumerate(("discriminator", "discriminator_a"))}
-    state = types.SimpleNamespace(networks=by_name, optimizers=optimizers, pools=pools,
-                                  strategy=tf.distribute.get_strategy())
-    update = tf.function(make_cyclegan_update(state, CycleGAN()))
-    before = {name: [w.numpy() for w in net.trainable_weights] for name, net in by_name.items()}
-    values = update(random_images(4), random_images(5))
-    for name, network in by_name.items():
-        assert any(not np.array_equal(a, w.numpy())
-                   for a, w in zip(before[name], network.trainable_weights)), name
-    assert all(int(pool.stored) == 2 for pool in pools.values())
-    assert all(np.isfinite(float(v)) for v in values.values())
-    assert float(values["cycle_a"]) > 0 and float(values["identity_b"]) > 0
+def cyclegan_config(folder, *overrides):
+    from ganctl.validate import check_train_config
+    from tests.helpers import TINY, compose
+
+    cfg = compose("train", [*TINY, *RUN, f"dataset.path={folder}", *overrides])
+    check_train_config(cfg)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def runs(translation_folders, tmp_path_factory):
+    """A run of 4 steps, and a copy of it as it was at step 2 resumed to step 4: shared by the
+    tests below."""
+    import shutil
+
+    from ganctl.training.loop import train
+
+    cfg = cyclegan_config(translation_folders["unpaired"], "train.steps=4")
+    straight = tmp_path_factory.mktemp("straight")
+    train(cfg, straight)
+    resumed = tmp_path_factory.mktemp("resumed") / "run"
+    shutil.copytree(straight, resumed, ignore=shutil.ignore_patterns("ckpt-4.*", "checkpoint"))
+    train(cfg, resumed, resuming=True)
+    return {"straight": straight, "resumed": resumed}
+
+
+def checkpoint_values(run, step: int) -> dict:
+    reader = tf.train.load_checkpoint(str(run / "checkpoints" / f"ckpt-{step}"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
+
+
+def checkpoint_objects(run, step: int) -> set[str]:
+    """The names of the objects at the top of a checkpoint's object graph."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    reader = tf.train.load_checkpoint(str(run / "checkpoints" / f"ckpt-{step}"))
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    return {child.local_name for child in graph.nodes[0].children}
+
+
+def test_the_checkpoint_holds_four_networks_their_optimizers_and_both_pools(runs):
+    names = checkpoint_objects(runs["straight"], 4)
+    assert {"generator", "generator_ba", "discriminator", "discriminator_a", "g_optimizer",
+            "d_optimizer", "generator_ba_optimizer", "discriminator_a_optimizer",
+            "ema_generator", "ema_generator_ba", "pool_discriminator",
+            "pool_discriminator_a"} <= names
+    values = checkpoint_values(runs["straight"], 4)
+    stored = [v for k, v in values.items() if k.startswith("pool_") and "stored" in k]
+    assert sorted(int(s) for s in stored) == [8, 8]  # 4 steps x batch 2 fakes, in each pool
+
+
+def test_all_four_networks_train_and_resume_is_exact_pools_and_schedule_included(runs):
+    at_2, straight, resumed = (checkpoint_values(runs[name], step) for name, step in (
+        ("straight", 2), ("straight", 4), ("resumed", 4)))
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
+    # Each network's weights (saved under its optimizer's variables) moved from step 2 to 4.
+    for optimizer in ("g_optimizer", "generator_ba_optimizer", "d_optimizer",
+                      "discriminator_a_optimizer"):
+        weights = [k for k in straight if k.startswith(f"{optimizer}/_trainable_variables/")]
+        assert weights and any(not np.array_equal(straight[k], at_2[k]) for k in weights), optimizer
+
+
+def test_every_optimizer_follows_the_decay_to_zero(runs):
+    """lr_decay_start=1 of 4 steps: updates 0-1 at the base rate, then 2/3 and 1/3 of it, and
+    the schedule is at 0 when the run ends, for all four networks (not only the usual pair)."""
+    from ganctl.training.lr_schedule import lr_scale
+
+    def rates(step):
+        values = checkpoint_values(runs["straight"], step)
+        return {k.split("/")[0]: float(v) for k, v in values.items()
+                if "learning_rate" in k and "optimizer" in k}
+
+    base = {"g_optimizer": 1e-3, "generator_ba_optimizer": 1e-3, "d_optimizer": 4e-3,
+            "discriminator_a_optimizer": 4e-3}
+    assert rates(2) == pytest.approx(base)  # the rate of update 1
+    assert rates(4) == pytest.approx({k: v / 3 for k, v in base.items()})  # update 3
+    assert float(lr_scale(np.int64(4), 4, 1)) == 0.0
+
+
+def test_snapshots_are_a_to_b_to_a_and_b_to_a_to_b_rows(runs, translation_folders):
+    from PIL import Image
+
+    test_images = len(list((translation_folders["unpaired"] / "testA").iterdir()))
+    rows = 2 * test_images  # each test A image, then each test B image
+    with Image.open(runs["straight"] / "samples" / "step_000004.png") as grid:
+        assert grid.size == (3 * (16 + 2) + 2, rows * (16 + 2) + 2)
+    metrics = (runs["straight"] / "metrics.jsonl").read_text().splitlines()
+    last = json.loads(metrics[-1])
+    assert last["step"] == 4 and last["cycle_a"] > 0 and last["identity_b"] > 0
+
+
+def test_eval_scores_a_direction_with_its_cycle_reconstruction_error(runs):
+    from ganctl.evaluation.runs import evaluate_run
+    from tests.helpers import compose
+
+    for direction in ("AtoB", "BtoA"):
+        cfg = compose("eval", [f"run={runs['straight']}", "features=pixels", "metrics=[kid]",
+                               f"direction={direction}"])
+        result = evaluate_run(runs["straight"], cfg)
+        assert result["direction"] == direction and result["paired"] is False
+        assert 0 < result["metrics"]["cycle_l1"] < 2 and "kid" in result["metrics"]
+
+
+def test_sample_translates_a_folder_both_ways_through_the_cli(runs, translation_folders, tmp_path):
+    from tests.helpers import ganctl
+
+    source = translation_folders["unpaired"] / "testB"
+    done = ganctl("sample", f"run={runs['straight']}", f"input={source}", "direction=BtoA",
+                  f"out={tmp_path / 'ba'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "ba").iterdir()) == sorted(
+        p.with_suffix(".png").name for p in source.iterdir())
+
+
+def test_another_loss_is_refused_in_one_paragraph(translation_folders):
+    with pytest.raises(UserError) as caught:
+        cyclegan_config(translation_folders["unpaired"], "loss=hinge")
+    assert "loss=hinge" in str(caught.value) and "\n" not in str(caught.value)
