@@ -48,8 +48,10 @@ class Dropout(keras.layers.Dropout):
         return inputs * keep
 
 
-def instance_norm(name: str, scale: bool = True):
+def instance_norm(name: str, scale: bool = True, center: bool = True):
     """Instance normalisation: each image's channels normalised on their own, so training and
     sampling behave alike at any batch size (the pix2pix and CycleGAN authors' `--norm instance`;
-    their batch norm at batch size 1 is the same thing). `scale=False`: no learned gain."""
-    return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, scale=scale, name=name)
+    their batch norm at batch size 1 is the same thing). `scale=False`: no learned gain;
+    `center=False`: no learned shift."""
+    return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, scale=scale, center=center,
+                                           name=name)

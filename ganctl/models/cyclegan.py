@@ -10,6 +10,7 @@ import keras
 from keras import layers
 
 from ganctl.errors import UserError
+from ganctl.models.common import instance_norm
 
 # The paper's rule: 9 blocks for 256x256 training images, 6 for 128x128 and below.
 BLOCKS_AT_256 = 9
@@ -36,11 +37,10 @@ class ReflectionPadding2D(layers.Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
-def instance_norm(affine: bool, name: str):
-    """Per-image, per-channel normalisation: one group per channel. affine=False (the authors'
-    default) leaves out the learnable scale and shift."""
-    return layers.GroupNormalization(groups=-1, epsilon=1e-5, center=affine, scale=affine,
-                                     name=name)
+def affine_norm(affine: bool, name: str):
+    """Instance norm; affine=False (the authors' default) leaves out the learnable scale and
+    shift."""
+    return instance_norm(name, scale=affine, center=affine)
 
 
 def default_blocks(image_shape) -> int:
@@ -76,7 +76,7 @@ def build_generator(*, image_shape, num_classes: int = 0, width: int = 64,
             x = layers.Conv2D(channels_out, 3, name=name)(x)
         else:
             x = layers.Conv2DTranspose(channels_out, 3, strides=2, padding="same", name=name)(x)
-        x = instance_norm(affine, f"{name}_norm")(x)
+        x = affine_norm(affine, f"{name}_norm")(x)
         x = layers.ReLU(name=f"{name}_relu")(x)
     x = ReflectionPadding2D(3, name="to_image_pad")(x)
     x = layers.Conv2D(channels, 7, name="to_image")(x)
@@ -92,7 +92,7 @@ def conv_norm_relu(x, channels: int, kernel: int, strides: int, affine: bool, na
         x = layers.Conv2D(channels, kernel, name=name)(x)
     else:
         x = layers.Conv2D(channels, kernel, strides=strides, padding="same", name=name)(x)
-    x = instance_norm(affine, f"{name}_norm")(x)
+    x = affine_norm(affine, f"{name}_norm")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -101,5 +101,5 @@ def residual_block(x, channels: int, affine: bool, name: str):
     y = conv_norm_relu(x, channels, 3, 1, affine, f"{name}_a")
     y = ReflectionPadding2D(1, name=f"{name}_b_pad")(y)
     y = layers.Conv2D(channels, 3, name=f"{name}_b")(y)
-    y = instance_norm(affine, f"{name}_b_norm")(y)
+    y = affine_norm(affine, f"{name}_b_norm")(y)
     return layers.Add(name=f"{name}_add")([x, y])
