@@ -198,6 +198,9 @@ class TrainConfig:
     g_beta2: float = fraction(0.999)
     d_beta1: float = fraction(0.5)
     d_beta2: float = fraction(0.999)
+    # Step at which the learning rates start falling linearly to 0 at train.steps (CycleGAN's
+    # schedule); null keeps them constant (training/lr_schedule.py).
+    lr_decay_start: Optional[int] = non_negative(None)
     ema: float = fraction(0.999)        # decay of G's weight average used for samples; 0 disables
     # The average's half-life in thousands of images instead of train.ema's fixed decay, at most
     # ema_rampup x the images seen so far (StyleGAN's ema_kimg / ema_rampup; training/ema.py).
@@ -542,6 +545,12 @@ def check_train_run(cfg) -> None:
         raise UserError(f"train.ema_rampup={rampup} limits the horizon of train.ema_kimg, which "
                         "is null (a fixed decay train.ema); set train.ema_kimg too (e.g. "
                         "train.ema_kimg=10).")
+    decay_start = t.get("lr_decay_start")
+    if decay_start is not None and decay_start >= t.steps:
+        raise UserError(f"train.lr_decay_start={decay_start} is not before train.steps={t.steps}, "
+                        "so the learning rates would never decay; set it below train.steps (e.g. "
+                        f"train.lr_decay_start={t.steps // 2}: constant for the first half, then "
+                        "linear to 0) or to null for constant rates.")
     check_translation_pair(cfg)
     if t.steps_per_call > 1:
         # 0 disables eval_every, and 0 is a multiple of anything.

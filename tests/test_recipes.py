@@ -115,6 +115,7 @@ def test_a_run_saved_before_recipes_and_new_switches_still_resumes(compose_cfg, 
     train(compose_cfg(["dataset=ring", "train.steps=2", *data_overrides["ring"]]), run)
     saved = OmegaConf.load(run / "config.yaml")
     for parent, key in [(saved, "recipe"), (saved.train, "ema_kimg"), (saved.train, "ema_rampup"),
+                        (saved.train, "lr_decay_start"),
                         (saved.model.discriminator, "pack"),
                         (saved.model.discriminator, "minibatch_std")]:
         parent.pop(key)

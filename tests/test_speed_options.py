@@ -153,6 +153,7 @@ def test_simultaneous_update_is_the_tutorials_train_step():
         networks={"generator": generator, "discriminator": discriminator}, averages={},
         optimizers={"generator": keras.optimizers.Adam(1e-4),
                     "discriminator": keras.optimizers.Adam(1e-4)},
+        learning_rates={"generator": 1e-4, "discriminator": 1e-4},
         loss=NonSaturating(), step=tf.Variable(0, dtype=tf.int64),
         first_nonfinite_step=tf.Variable(-1, dtype=tf.int64), seed_generator=seed_generator,
         strategy=tf.distribute.get_strategy(), precision="float32", z_dim=100, d_steps=1,

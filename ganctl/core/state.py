@@ -29,6 +29,7 @@ OPTIMIZER_NAMES = {"generator": "g_optimizer", "discriminator": "d_optimizer"}
 class TrainingState:
     networks: dict[str, keras.Model]          # trained, by name
     optimizers: dict[str, keras.optimizers.Optimizer]   # one per trained network
+    learning_rates: dict[str, float]          # each optimizer's base rate (before any schedule)
     averages: dict[str, keras.Model]          # EMA copies, keyed like `networks`
     loss: object
     step: tf.Variable                         # generator updates done
@@ -110,8 +111,10 @@ def build_training_state(cfg, dataset, strategy=None) -> TrainingState:
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         first_nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
         seed_generator = keras.random.SeedGenerator(t.seed)
-    return TrainingState(networks=networks, optimizers=optimizers, averages=averages,
-                         loss=build_loss(cfg.loss), step=step,
+    return TrainingState(networks=networks, optimizers=optimizers,
+                         learning_rates={name: float(betas[network_role(name)][0])
+                                         for name in networks},
+                         averages=averages, loss=build_loss(cfg.loss), step=step,
                          first_nonfinite_step=first_nonfinite_step,
                          seed_generator=seed_generator, strategy=strategy, precision=precision,
                          z_dim=cfg.model.z_dim, d_steps=cfg.loss.d_steps_per_g_step, train=t,

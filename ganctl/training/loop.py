@@ -48,7 +48,6 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     check_strategy(strategy, batch_size=t.batch_size, jit_compile=t.jit_compile)
     # Packs are grouped within each replica's rows, so the per-replica batch must divide.
     check_pack(cfg.model.discriminator.get("pack", 1), t.batch_size, replicas(strategy))
-    check_pack(cfg.model.discriminator.get("pack", 1), t.batch_size, replicas(strategy))
     # Only the chief writes (config, logs, snapshots, checkpoints, export); other workers compute.
     chief = is_chief_process()
 

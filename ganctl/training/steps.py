@@ -14,6 +14,7 @@ from ganctl.models.mode_coverage import couples_examples
 from ganctl.replicas import per_replica_loss, replica_rows, replica_slice
 from ganctl.training.augment import make_augment
 from ganctl.training.ema import ema_schedule
+from ganctl.training.lr_schedule import apply_lr_schedule, lr_scale
 
 VALUES = ("d_loss", "g_loss", "gp", "d_real", "d_fake")  # what a step returns, all float32
 
@@ -159,6 +160,9 @@ def compile_step(state, replica_update, value_names):
                     ema_weight.assign(weight)
 
     def one_step(*batch):
+        # Cross-replica context: the rates are set once, before the replicas use them.
+        apply_lr_schedule(state.optimizers, state.learning_rates,
+                          lr_scale(step, t.steps, t.get("lr_decay_start")))
         per_replica = strategy.run(replica_update, args=batch)
         # Equal shares, so the mean of the replicas' means is the global batch's mean.
         values = {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)

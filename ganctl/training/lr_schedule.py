@@ -1,0 +1,29 @@
+"""The learning rates per step: constant, then (with train.lr_decay_start) linear to 0.
+
+CycleGAN's schedule (Zhu et al. 2017) and a common cure for GANs that keep oscillating around
+the data: the rates stay at train.g_lr / train.d_lr until step `lr_decay_start`, then fall
+linearly to 0 at train.steps. A pure function of the step variable, so a resumed run continues
+on the same schedule; the optimizers' own learning-rate variables carry the value.
+"""
+from __future__ import annotations
+
+from keras import ops
+
+
+def lr_scale(step, steps: int, decay_start: int | None):
+    """The factor on the base rates for the update made at `step` (0-based): 1 before the decay,
+    then (steps - step) / (steps - decay_start), which is 0 at step == steps."""
+    if decay_start is None:
+        return None
+    t = ops.cast(step, "float32")
+    remaining = ops.cast(steps, "float32") - t
+    return ops.clip(remaining / float(steps - decay_start), 0.0, 1.0)
+
+
+def apply_lr_schedule(optimizers: dict, learning_rates: dict, scale) -> None:
+    """Sets each optimizer's rate to its base rate times `scale` (None: leaves them alone)."""
+    if scale is None:
+        return
+    for name, optimizer in optimizers.items():
+        optimizer.learning_rate.assign(ops.cast(learning_rates[name] * scale,
+                                                optimizer.learning_rate.dtype))
