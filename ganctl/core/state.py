@@ -120,7 +120,8 @@ def build_training_state(cfg, dataset, strategy=None) -> TrainingState:
                   for i, name in enumerate(("discriminator", "discriminator_a"))}
                  if translation is not None and translation.kind == "cyclegan" else {})
     return TrainingState(networks=networks, optimizers=optimizers,
-                         learning_rates={name: float(betas[network_role(name)][0]) for name in networks},
+                         learning_rates={name: float(betas[network_role(name)][0])
+                                         for name in networks},
                          averages=averages, loss=build_objective(cfg), step=step,
                          first_nonfinite_step=first_nonfinite_step,
                          seed_generator=seed_generator, strategy=strategy, precision=precision,
