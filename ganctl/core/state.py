@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from ganctl.core.checkpoints import rng_states
 from ganctl.core.image_pool import ImagePool
+from ganctl.errors import UserError
 from ganctl.core.components import (build_discriminator, build_generator, build_objective,
                                     build_translation_networks, clone_generator, network_role)
 from ganctl.replicas import replicas, synchronize_batch_norm
@@ -103,6 +104,11 @@ def build_training_state(cfg, dataset, strategy=None) -> TrainingState:
         averages = ({name: clone_generator(network) for name, network in networks.items()
                      if network_role(name) == "generator"} if t.ema > 0 else {})
     if replicas(strategy) > 1:
+        if translation is not None and translation.kind == "cyclegan":
+            raise UserError(f"model=cyclegan trains on one device: each discriminator's history "
+                            f"pool of fakes is not shared between replicas, and "
+                            f"train.strategy={t.strategy} gives {replicas(strategy)}; set "
+                            "train.strategy=single.")
         synchronize_batch_norm(*networks.values())
     # Every generator ("generator", "generator_ba", ...) learns with G's settings, every
     # discriminator with D's.
