@@ -117,9 +117,31 @@ class MixtureConfig(DatasetConfig):
     size: int = positive(100000)        # points drawn for the training pool
 
 
+@dataclass
+class TranslationDatasetConfig(DatasetConfig):
+    """Two image domains, A and B, for image-to-image translation (model=pix2pix)."""
+    path: Optional[str] = path()        # the folder (required); a test split is read from it too
+    resolution: int = positive(256)     # random crop to this size (the papers: 256)
+    load_size: int = positive(286)      # resize to this first (the papers: 286); = resolution: no crop
+    flip: bool = True                   # random horizontal flip (the same for both halves of a pair)
+    channels: int = one_of(3, (1, 3))   # 1 (grayscale) or 3 (RGB), for both domains
+    limit: Optional[int] = None         # use only the first N training examples of each domain
+
+
+@dataclass
+class PairedFolderConfig(TranslationDatasetConfig):
+    """Aligned pairs: side-by-side A|B files, or folders A/ and B/ with matching file names."""
+
+
+@dataclass
+class UnpairedFolderConfig(TranslationDatasetConfig):
+    """Unrelated images of two domains: folders A/ and B/ (or trainA/ and trainB/)."""
+
+
 # The schema each dataset YAML names in its defaults list (conf/dataset/<option>.yaml).
 DATASET_SCHEMAS = {"file": FileDatasetConfig, "stacked_mnist": StackedMnistConfig,
-                   "folder": FolderConfig, "mixture": MixtureConfig}
+                   "folder": FolderConfig, "mixture": MixtureConfig,
+                   "paired_folder": PairedFolderConfig, "unpaired_folder": UnpairedFolderConfig}
 
 
 @dataclass
@@ -128,13 +150,33 @@ class NetworkConfig:
     width: int = positive(64)           # channels of the first conv layer (dcgan) / units (mlp)
     depth: int = positive(2)            # mlp: hidden layers; dcgan: ignored (follows resolution)
     batch_norm: bool = False
-    dropout: float = fraction(0.0)      # share of D's units dropped; 0 disables
+    dropout: float = fraction(0.0)      # share of D's units dropped (pix2pix: G's inner decoder)
     spectral_norm: bool = False         # discriminator: spectral normalisation (Miyato et al. 2018)
     # discriminator, mode coverage (ganctl/models/mode_coverage.py): judge packs of N samples
     # (PacGAN, Lin et al. 2018; 1 is off), and a minibatch-stddev feature (Karras et al. 2018).
     pack: int = positive(1, "a whole number >= 1 (1: no packing)")
     minibatch_std: bool = False
     upsampling: str = one_of("transposed", UPSAMPLINGS)  # dcgan/cdcgan G; resize: 2x + 3x3 conv
+    # cyclegan G: residual blocks (default 9 at 256x256 and above, 6 below)
+    blocks: Optional[int] = positive(None)
+    affine: bool = False                # cyclegan G: instance norm with a learnable scale, shift
+
+
+TRANSLATIONS = ("pix2pix", "cyclegan")  # the objectives of image-to-image translation models
+# cyclegan's objective is its own; the default loss (ns) and lsgan pass, others are refused.
+CYCLEGAN_LOSSES = ("ns", "lsgan")
+
+
+@dataclass
+class TranslationConfig:
+    """An image-to-image model (model=pix2pix): G maps domain A to B; absent for noise -> image."""
+    kind: str = one_of("pix2pix", TRANSLATIONS)  # which objective and networks
+    l1_weight: float = non_negative(100.0)   # pix2pix: lambda of L1(G(a), b) (Isola et al.: 100)
+    d_loss_scale: float = positive(0.5)      # D's loss times this: the papers halve it, so D
+    #                                          learns slower than G
+    cycle_weight: float = non_negative(10.0)    # cyclegan: lambda of both cycle terms (Zhu et al.)
+    identity_weight: float = non_negative(0.5)  # cyclegan: identity terms, times cycle_weight
+    pool_size: int = non_negative(50)           # cyclegan: fakes each D's history holds; 0: none
 
 
 @dataclass
@@ -142,6 +184,7 @@ class ModelConfig:
     z_dim: int = positive(100)
     generator: NetworkConfig = field(default_factory=NetworkConfig)
     discriminator: NetworkConfig = field(default_factory=NetworkConfig)
+    translation: Optional[TranslationConfig] = None  # set by an image-to-image model (pix2pix)
 
 
 @dataclass
@@ -233,6 +276,10 @@ class SampleConfig:
     # N samples of each class (instead of num)
     per_class: Optional[int] = positive(None, "1 or more (samples of each class)")
     overwrite: bool = False             # replace an existing out= file or folder
+    # Translation runs (model=pix2pix): translate these real images (an image file or a folder)
+    # into out= instead of the test split's comparison grid.
+    input: Optional[str] = path()
+    direction: str = one_of("AtoB", ("AtoB", "BtoA"))  # which way to translate
 
 
 @dataclass
@@ -253,6 +300,7 @@ class EvalConfig:
     batch_size: int = positive(250)     # samples generated and featurised at once
     sort_by: Optional[str] = None       # sweep table: default the first metric
     cas_epochs: int = positive(3)       # cas: epochs of each classifier (synthetic and real)
+    direction: str = one_of("AtoB", ("AtoB", "BtoA"))  # translation runs: which way to score
 
 
 @dataclass
@@ -530,6 +578,7 @@ def check_train_run(cfg) -> None:
         raise UserError(f"train.patience={t.patience} counts evaluations without a new best, but "
                         "train.eval_every=0 evaluates never; set train.eval_every too (e.g. "
                         "train.eval_every=500), or train.patience=0.")
+    check_translation_pair(cfg)
     if t.steps_per_call > 1:
         # 0 disables eval_every, and 0 is a multiple of anything.
         off = [f"train.{k}={t[k]}" for k in STEP_MULTIPLES if t[k] % t.steps_per_call]
@@ -539,6 +588,57 @@ def check_train_run(cfg) -> None:
                             f"checkpoint and stop at multiples of {t.steps_per_call}, but "
                             f"{', '.join(off)} is not one. Make them multiples of "
                             f"{t.steps_per_call} or lower train.steps_per_call.")
+
+
+def is_translation_data(dataset_node) -> bool:
+    return issubclass(dataset_schema(dataset_node), TranslationDatasetConfig)
+
+
+def check_translation_pair(cfg) -> None:
+    """An image-to-image model needs two image domains, and a noise model cannot use them."""
+    translation = cfg.model.get("translation")
+    data = is_translation_data(cfg.dataset)
+    paired = issubclass(dataset_schema(cfg.dataset), PairedFolderConfig)
+    if translation is None and data:
+        raise UserError(f"dataset={choice_name(cfg.dataset._target_)} holds two image domains "
+                        "for image-to-image translation, which this model (noise -> image) "
+                        "cannot learn; use model=pix2pix (paired images) or model=cyclegan "
+                        "(paired or unpaired).")
+    if translation is not None and not data:
+        raise UserError(f"model={translation.kind} translates images of one domain into "
+                        f"another, so it needs two domains: dataset=paired_folder "
+                        f"(got dataset={choice_name(cfg.dataset._target_)}).")
+    if translation is not None and translation.kind == "pix2pix" and not paired:
+        raise UserError("model=pix2pix learns from aligned pairs (its L1 term compares G(a) "
+                        "with a's own partner b), so it needs dataset=paired_folder, not "
+                        "dataset=unpaired_folder.")
+    if translation is not None and data and cfg.dataset.load_size < cfg.dataset.resolution:
+        raise UserError(f"dataset.load_size={cfg.dataset.load_size} is smaller than "
+                        f"dataset.resolution={cfg.dataset.resolution}: images are resized to "
+                        "load_size, then randomly cropped to resolution, so load_size must be "
+                        "at least resolution (equal: no crop).")
+    if translation is None:
+        return
+    unsupported = [f"{key}={value}" for key, value, default in (
+        ("loss.d_steps_per_g_step", cfg.loss.d_steps_per_g_step, 1),
+        ("train.update_rule", cfg.train.update_rule, "alternating"),
+        ("train.augment", cfg.train.augment, "none")) if value != default]
+    if unsupported:
+        raise UserError(f"model={translation.kind} updates D once, then G, on each batch of "
+                        f"pairs, so {', '.join(unsupported)} has no meaning here; set "
+                        "loss.d_steps_per_g_step=1 (loss=wgan_gp sets 5), "
+                        "train.update_rule=alternating and train.augment=none.")
+    if cfg.train.eval_every:
+        raise UserError(f"train.eval_every={cfg.train.eval_every}: in-training evaluation scores "
+                        "noise -> image generators only; for a translation run set "
+                        "train.eval_every=0 and score it with `ganctl eval run=<run>`.")
+    loss = choice_name(cfg.loss._target_)
+    if translation.kind == "cyclegan" and (loss not in CYCLEGAN_LOSSES or cfg.loss.gp_weight
+                                           or cfg.loss.r1_weight):
+        raise UserError(f"model=cyclegan trains with its paper's least-squares objective "
+                        f"(ganctl/losses/cyclegan.py), so loss={loss} (gp_weight="
+                        f"{cfg.loss.gp_weight}, r1_weight={cfg.loss.r1_weight}) would have no "
+                        "effect; leave loss= out (or give loss=lsgan) and set neither penalty.")
 
 
 def check_sample(cfg) -> None:

@@ -44,10 +44,40 @@ def write_image_folder(directory, n: int = 12, seed: int = 0) -> None:
         Image.fromarray(pixels).save(folder / f"img{i}.{('png', 'jpg', 'bmp')[i % 3]}")
 
 
+def write_translation_folders(root, n: int = 6, size: int = 40, seed: int = 0) -> dict:
+    """Tiny two-domain data in every layout, B the negative of A (so a pair is recognisable):
+    side-by-side A|B files with a test split, A/ and B/ folders with matching names, and
+    unpaired trainA/ and trainB/ of different sizes. {layout: folder}."""
+    rng = np.random.default_rng(seed)
+    layouts = {name: root / name for name in ("side_by_side", "folders", "unpaired")}
+    for split, count in (("train", n), ("test", n // 2)):
+        (layouts["side_by_side"] / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            a = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(np.concatenate([a, 255 - a], 1)).save(
+                layouts["side_by_side"] / split / f"{i:03d}.png")
+            for domain, pixels in (("A", a), ("B", 255 - a)):
+                folder = layouts["folders"] / (domain if split == "train" else f"test{domain}")
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    for domain, count in (("trainA", n), ("trainB", n // 2 + 1), ("testA", 2), ("testB", 2)):
+        (layouts["unpaired"] / domain).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+                layouts["unpaired"] / domain / f"{domain}_{i}.png")
+    return layouts
+
+
+@pytest.fixture(scope="session")
+def translation_folders(tmp_path_factory) -> dict:
+    return write_translation_folders(tmp_path_factory.mktemp("translation"))
+
+
 @pytest.fixture(scope="session")
 def data_overrides(tmp_path_factory) -> dict[str, list[str]]:
     """Per dataset option, the overrides that point it at tiny local files."""
     root = tmp_path_factory.mktemp("data")
+    translation = write_translation_folders(root / "translation")
     write_mnist_like(root / "fashion")
     write_cifar_bin(root / "cifar" / "cifar-10-batches-bin")
     write_image_folder(root / "images")
@@ -61,6 +91,10 @@ def data_overrides(tmp_path_factory) -> dict[str, list[str]]:
         "stacked_mnist": ["dataset.size=256"],
         "ring": ["dataset.size=512"],
         "grid": ["dataset.size=512"],
+        "paired_folder": [f"dataset.path={translation['side_by_side']}", "dataset.resolution=32",
+                          "dataset.load_size=36"],
+        "unpaired_folder": [f"dataset.path={translation['unpaired']}", "dataset.resolution=32",
+                            "dataset.load_size=36"],
     }
 
 

@@ -23,6 +23,20 @@ def config_choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+def translation_choices() -> tuple[list[str], list[str]]:
+    """(models, datasets) of image-to-image translation, found from the shipped YAMLs: a model
+    with a `translation:` node, a dataset whose schema is a two-domain one."""
+    from omegaconf import OmegaConf
+
+    from ganctl.config import TranslationDatasetConfig, shipped_option
+
+    models = [m for m in config_choices("model")
+              if "translation" in OmegaConf.load(CONF / "model" / f"{m}.yaml")]
+    datasets = [d for d in config_choices("dataset") if issubclass(
+        OmegaConf.get_type(shipped_option("dataset", d)), TranslationDatasetConfig)]
+    return models, datasets
+
+
 def write_idx(path: Path, array: np.ndarray) -> Path:
     """An IDX file (gzipped when the name ends in .gz), as LeCun's format describes it."""
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I",

@@ -18,6 +18,12 @@ log = logging.getLogger("ganctl")
 
 def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> Path:
     run_dir = rundir.check_run_dir(cfg.run)
+    if rundir.load_run_config(run_dir).model.get("translation") is not None:
+        return translate_run(cfg, run_dir)
+    if cfg.input is not None:
+        raise UserError(f"input={cfg.input} translates real images, which only an image-to-image "
+                        f"run does (model=pix2pix); run={cfg.run} generates images from noise. "
+                        "Leave input= out to sample it.")
     fmt = "gif" if cfg.interpolate else cfg.format
     out = Path(cfg.out) if cfg.out else None
     if out is not None:
@@ -88,6 +94,95 @@ def run(cfg: DictConfig, _hydra_dir: Path | None = None) -> Path:
     what = f"{count} samples" + (f" of classes {_describe(labels)}" if labels is not None else "")
     print(f"wrote {out}  ({what}, step {step}, {'EMA' if cfg.ema else 'raw'} G)")
     return out
+
+
+def translate_run(cfg: DictConfig, run_dir: Path) -> Path:
+    """A translation run: input= (an image or a folder) translated into the folder out=, each
+    file under its own name as PNG; without input=, a comparison grid of up to `num` test pairs,
+    one row each: input | output | target."""
+    noise_only = [f"{key}={cfg[key]}" for key, off in (
+        ("interpolate", False), ("labels", None), ("per_class", None)) if cfg[key] != off]
+    if noise_only or cfg.format not in ("grid", "png"):
+        asked = ", ".join(noise_only or [f"format={cfg.format}"])
+        raise UserError(f"{asked} samples a noise -> image run; this run translates images "
+                        "(model=pix2pix). Give input=<image or folder> out=<folder>, or leave "
+                        "them out for a grid of the test split.")
+    sources = _translation_inputs(Path(str(cfg.input)).expanduser()) if cfg.input else None
+    out = Path(cfg.out).expanduser() if cfg.out else None
+    if sources is not None and out is not None and out.exists() and not out.is_dir():
+        raise UserError(f"out={out} is a file; with input= the translated images go into a "
+                        "folder, one PNG per input. Give a folder name.")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from ganctl.core.translation import (comparison_rows, load_translator, size_multiple,
+                                         translate)
+
+    generator, dataset, step = load_translator(run_dir, cfg.checkpoint, cfg.ema, cfg.direction)
+    stem = f"step{step:06d}_{cfg.direction}" + ("" if cfg.ema else "_raw")
+    default_dir = run_dir / rundir.SAMPLES_DIR
+    if sources is None:
+        a, b = dataset.pairs("test", limit=cfg.num)
+        inputs, targets = (a, b) if cfg.direction == "AtoB" else (b, a)
+        out = out or _new_path(default_dir / f"translation_{stem}.png")
+        if out.is_dir():
+            raise UserError(f"out={out} is a folder; the comparison grid is one PNG file. Give "
+                            f"a file name such as {out / 'grid.png'}.")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rows = comparison_rows(generator, inputs, targets if dataset.paired else None)
+        image_grid(rows, columns=3 if dataset.paired else 2).save(out)
+        print(f"wrote {out}  ({len(inputs)} test images: input | output"
+              f"{' | target' if dataset.paired else ''}, step {step})")
+        return out
+    root, files = sources
+    out = out or _new_path(default_dir / f"translated_{stem}")
+    targets = {path: out / (path.relative_to(root).with_suffix(".png") if root else
+                            Path(path.stem + ".png")) for path in files}
+    existing = [t for t in targets.values() if t.exists()]
+    if existing and not cfg.overwrite:
+        raise UserError(f"out={out} already holds {existing[0].name}"
+                        f"{f' and {len(existing) - 1} more' if len(existing) > 1 else ''}, which "
+                        "translating would replace. Give a new folder, or add overwrite=true.")
+    multiple, channels = size_multiple(generator), dataset.channels
+    for path, target in targets.items():
+        pixels = _read_input(path, channels, multiple)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_png(to_uint8(translate(generator, pixels[None]))[0], target)
+    print(f"wrote {out}  ({len(files)} translated image(s), {cfg.direction}, step {step})")
+    return out
+
+
+def _translation_inputs(path: Path) -> tuple[Path | None, list[Path]]:
+    """(folder or None, the image files) input= names: one image, or every image in a folder."""
+    from ganctl.images import IMAGE_SUFFIXES, find_images
+
+    if path.is_file():
+        if not path.name.lower().endswith(IMAGE_SUFFIXES):
+            raise UserError(f"input={path} is not an image file ({', '.join(IMAGE_SUFFIXES)}).")
+        return None, [path]
+    if not path.is_dir():
+        raise UserError(f"input={path} does not exist. Give an image file or a folder of images.")
+    files = find_images(path)
+    if not files:
+        raise UserError(f"input={path} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+    return path, files
+
+
+def _read_input(path: Path, channels: int, multiple: int) -> np.ndarray:
+    """One image as uint8 HWC with the run's channels; a UserError for a size G cannot take."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+    except OSError as err:
+        raise UserError(f"input file {path} is not a readable image ({err}).") from None
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    height, width = pixels.shape[:2]
+    if height % multiple or width % multiple:
+        raise UserError(f"input file {path} is {width}x{height}; this run's generator takes "
+                        f"images whose width and height are multiples of {multiple} (e.g. "
+                        f"{max(multiple, width // multiple * multiple)}x"
+                        f"{max(multiple, height // multiple * multiple)}). Resize or crop it.")
+    return pixels
 
 
 def request_stem(cfg: DictConfig, step: int) -> str:

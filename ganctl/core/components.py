@@ -34,6 +34,32 @@ def dataset_by_name(name: str):
     return (None, None) if node is None else (build(node, "real", dataset_schema(node)), name)
 
 
+def translation_networks(model_cfg) -> tuple[str, ...]:
+    """The networks a translation model trains, by name, without building them."""
+    return {"pix2pix": ("generator", "discriminator"),
+            "cyclegan": ("generator", "generator_ba", "discriminator", "discriminator_a"),
+            }[model_cfg.translation.kind]
+
+
+def network_role(name: str) -> str:
+    """"generator" or "discriminator": which of the two a network named `name` is."""
+    return "discriminator" if name.startswith("discriminator") else "generator"
+
+
+def build_translation_networks(model_cfg, dataset) -> dict[str, keras.Model]:
+    """An image-to-image model's networks by name, for its `model.translation.kind`:
+    pix2pix: "generator" (A -> B) and "discriminator" (judges A and B together); cyclegan adds
+    "generator_ba" (B -> A) and "discriminator_a" (judges A; "discriminator" judges B), each
+    built from the same node as its counterpart."""
+    shape = {"image_shape": tuple(dataset.image_shape)}
+    networks = {}
+    for name in translation_networks(model_cfg):
+        role = network_role(name)
+        networks[name] = build(model_cfg[role], f"model.{role}", NetworkConfig, **shape)
+        networks[name].name = name
+    return networks
+
+
 def build_generator(model_cfg, dataset) -> keras.Model:
     return build(model_cfg.generator, "model.generator", NetworkConfig, z_dim=model_cfg.z_dim,
                  image_shape=tuple(dataset.image_shape), num_classes=dataset.num_classes,
@@ -61,6 +87,19 @@ def _without_pack(node) -> tuple[dict, int]:
 
 def build_loss(loss_cfg):
     return build(loss_cfg, "loss", LossConfig)
+
+
+def build_objective(cfg):
+    """What the training step minimises: the loss group's loss, except for CycleGAN, whose
+    paper objective takes its weights from model.translation (losses/cyclegan.py)."""
+    translation = cfg.model.get("translation")
+    if translation is None or translation.kind != "cyclegan":
+        return build_loss(cfg.loss)
+    from ganctl.losses.cyclegan import CycleGAN
+
+    return CycleGAN(cycle_weight=translation.cycle_weight,
+                    identity_weight=translation.identity_weight,
+                    d_loss_scale=translation.d_loss_scale)
 
 
 def clone_generator(generator: keras.Model) -> keras.Model:

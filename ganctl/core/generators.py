@@ -17,19 +17,25 @@ from ganctl.models.common import is_conditional
 log = logging.getLogger("ganctl")
 
 
-def load_generator(run_dir: Path, checkpoint: int | str | None = None, ema: bool = True):
+def load_generator(run_dir: Path, checkpoint: int | str | None = None, ema: bool = True,
+                   network: str = "generator"):
     """(generator, dataset, step) restored from a run's checkpoint (a step, "best", or None for
-    the newest); only G is read."""
+    the newest); only that generator is read. `network`: which one, for a translation model
+    with two (CycleGAN's "generator_ba")."""
     from ganctl.core.checkpoints import Checkpoints
-    from ganctl.core.components import build_dataset, build_generator, clone_generator
+    from ganctl.core.components import (build_dataset, build_generator,
+                                        build_translation_networks, clone_generator)
 
     cfg = rundir.load_run_config(run_dir)
     dataset = build_dataset(cfg.dataset)
-    generator = build_generator(cfg.model, dataset)
-    trackables = {"generator": generator}
+    if cfg.model.get("translation") is not None:
+        generator = build_translation_networks(cfg.model, dataset)[network]
+    else:
+        generator = build_generator(cfg.model, dataset)
+    trackables = {network: generator}
     has_ema = cfg.train.get("ema", 0) > 0
     if ema and has_ema:
-        generator = trackables["ema_generator"] = clone_generator(generator)
+        generator = trackables[f"ema_{network}"] = clone_generator(generator)
     elif ema:
         log.info("this run kept no EMA generator (train.ema=0); using the raw generator")
     checkpoint = rundir.parse_checkpoint(checkpoint)

@@ -16,8 +16,10 @@ import keras
 import tensorflow as tf
 
 from ganctl.core.checkpoints import rng_states
-from ganctl.core.components import (build_discriminator, build_generator, build_loss,
-                                    clone_generator)
+from ganctl.core.image_pool import ImagePool
+from ganctl.errors import UserError
+from ganctl.core.components import (build_discriminator, build_generator, build_objective,
+                                    build_translation_networks, clone_generator, network_role)
 from ganctl.replicas import replicas, synchronize_batch_norm
 
 # Checkpoint names of the usual pair's optimizers, as runs have always saved them; networks
@@ -41,6 +43,9 @@ class TrainingState:
     d_steps: int                              # D updates per G update
     train: object                             # the train config node (options of the step)
     augment_probability: tf.Variable | None = None  # train.augment=ada's p, else None
+    translation: object = None                # model.translation of an image-to-image model
+    # CycleGAN: each discriminator's history of fakes (core/image_pool.py), keyed like `networks`
+    pools: dict = dataclasses.field(default_factory=dict)
 
     @property
     def generator(self) -> keras.Model:
@@ -70,6 +75,7 @@ class TrainingState:
         found.update({OPTIMIZER_NAMES.get(name, f"{name}_optimizer"): optimizer
                       for name, optimizer in self.optimizers.items()})
         found.update({f"ema_{name}": average for name, average in self.averages.items()})
+        found.update({f"pool_{name}": pool for name, pool in self.pools.items()})
         found.update(step=self.step, rng=self.seed_generator.state.value,
                      layer_rngs=[s for network in self.networks.values()
                                  for s in rng_states(network)])
@@ -91,16 +97,29 @@ def build_training_state(cfg, dataset, strategy=None) -> TrainingState:
     strategy = strategy or tf.distribute.get_strategy()
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     precision = resolve_precision(t.precision, device)
+    translation = cfg.model.get("translation")
     with strategy.scope(), dtype_policy(precision):  # layers take the policy when built
-        networks = {"generator": build_generator(cfg.model, dataset),
-                    "discriminator": build_discriminator(cfg.model, dataset)}
-        averages = ({"generator": clone_generator(networks["generator"])} if t.ema > 0 else {})
+        if translation is not None:
+            networks = build_translation_networks(cfg.model, dataset)
+        else:
+            networks = {"generator": build_generator(cfg.model, dataset),
+                        "discriminator": build_discriminator(cfg.model, dataset)}
+        averages = ({name: clone_generator(network) for name, network in networks.items()
+                     if network_role(name) == "generator"} if t.ema > 0 else {})
     if replicas(strategy) > 1:
+        if translation is not None and translation.kind == "cyclegan":
+            raise UserError(f"model=cyclegan trains on one device: each discriminator's history "
+                            f"pool of fakes is not shared between replicas, and "
+                            f"train.strategy={t.strategy} gives {replicas(strategy)}; set "
+                            "train.strategy=single.")
         synchronize_batch_norm(*networks.values())
+    # Every generator ("generator", "generator_ba", ...) learns with G's settings, every
+    # discriminator with D's.
     betas = {"generator": (t.g_lr, t.g_beta1, t.g_beta2),
              "discriminator": (t.d_lr, t.d_beta1, t.d_beta2)}
     with strategy.scope():
-        optimizers = {name: make_optimizer(*betas[name], precision) for name in networks}
+        optimizers = {name: make_optimizer(*betas[network_role(name)], precision)
+                      for name in networks}
         for name, optimizer in optimizers.items():
             optimizer.build(networks[name].trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -108,13 +127,18 @@ def build_training_state(cfg, dataset, strategy=None) -> TrainingState:
         seed_generator = keras.random.SeedGenerator(t.seed)
         augment_probability = (tf.Variable(0.0, dtype=tf.float32, trainable=False, name="augment_p")
                                if t.augment == "ada" else None)
+        pools = ({name: ImagePool(dataset.image_shape, translation.pool_size, seed=t.seed + i)
+                  for i, name in enumerate(("discriminator", "discriminator_a"))}
+                 if translation is not None and translation.kind == "cyclegan" else {})
     return TrainingState(networks=networks, optimizers=optimizers,
-                         learning_rates={name: float(betas[name][0]) for name in networks},
-                         averages=averages, loss=build_loss(cfg.loss), step=step,
+                         learning_rates={name: float(betas[network_role(name)][0])
+                                         for name in networks},
+                         averages=averages, loss=build_objective(cfg), step=step,
                          first_nonfinite_step=first_nonfinite_step,
                          seed_generator=seed_generator, strategy=strategy, precision=precision,
                          z_dim=cfg.model.z_dim, d_steps=cfg.loss.d_steps_per_g_step, train=t,
-                         augment_probability=augment_probability)
+                         augment_probability=augment_probability,
+                         translation=translation, pools=pools)
 
 
 def cpu_has_bf16() -> bool:

@@ -16,20 +16,39 @@ from ganctl.evaluation.sets import is_point_set, load_image_set, load_labels
 
 def evaluate_run(run_dir: Path, cfg: DictConfig) -> dict:
     from ganctl.core.generators import dataset_name, load_generator, model_name
+    from ganctl.core.components import translation_networks
+    from ganctl.core.translation import load_translator
     from ganctl.metrics.features import build_extractor
 
-    generator, dataset, step = load_generator(run_dir, cfg.checkpoint, cfg.ema)
     run_cfg = rundir.load_run_config(run_dir)
+    translation = run_cfg.model.get("translation") is not None
+    if translation:  # scored on its test split, whatever split= says (translation.py)
+        generator, dataset, step = load_translator(run_dir, cfg.checkpoint, cfg.ema,
+                                                   cfg.direction)
+    else:
+        generator, dataset, step = load_generator(run_dir, cfg.checkpoint, cfg.ema)
     name = dataset_name(run_cfg.dataset)
     extractor = build_extractor(cfg.features, dataset=dataset, dataset_name=name,
                                 points=dataset.kind == "points",
                                 inception_weights=cfg.inception_weights)
-    result = score_generator(generator, dataset, name, list(cfg.metrics), extractor, num=cfg.num,
-                             seed=cfg.seed, split=cfg.split, batch_size=cfg.batch_size,
-                             cas_epochs=cfg.cas_epochs, model_name=model_name(run_cfg.model))
+    if translation:
+        from ganctl.evaluation.translation import score_translation
+
+        # CycleGAN: the other generator too, for the cycle-reconstruction error.
+        back = ("BtoA" if cfg.direction == "AtoB" else "AtoB")
+        reverse = (load_translator(run_dir, cfg.checkpoint, cfg.ema, back)[0]
+                   if "generator_ba" in translation_networks(run_cfg.model) else None)
+        result = score_translation(generator, dataset, list(cfg.metrics), extractor,
+                                   num=cfg.num, direction=cfg.direction, reverse=reverse,
+                                   seed=cfg.seed, batch_size=cfg.batch_size)
+    else:
+        result = score_generator(generator, dataset, name, list(cfg.metrics), extractor,
+                                 num=cfg.num, seed=cfg.seed, split=cfg.split,
+                                 batch_size=cfg.batch_size, cas_epochs=cfg.cas_epochs,
+                                 model_name=model_name(run_cfg.model))
+        result["real_split"] = cfg.split
     result.update(run=str(run_dir), checkpoint_step=step, ema=bool(cfg.ema), dataset=name,
-                  checkpoint=cfg.checkpoint or "newest",
-                  real_split=cfg.split)
+                  checkpoint=cfg.checkpoint or "newest")
     # One file per request, so a second `ganctl eval` with other settings keeps the first's
     # results; metrics.json is a copy of the newest, which older readers and scripts expect.
     out = run_dir / rundir.EVAL_DIR / f"metrics_{request_stem(cfg, step)}.json"
@@ -46,7 +65,8 @@ def request_stem(cfg: DictConfig, step: int) -> str:
     real split, features and metrics."""
     metrics = "-".join(str(m) for m in cfg.metrics)
     return (f"step{step:06d}_{'ema' if cfg.ema else 'raw'}_num{cfg.num}_seed{cfg.seed}_"
-            f"{cfg.split}_{cfg.features}_{metrics}")
+            f"{cfg.split}_{cfg.features}_{metrics}"
+            + ("" if cfg.get("direction", "AtoB") == "AtoB" else f"_{cfg.direction}"))
 
 
 def evaluate_sets(cfg: DictConfig) -> dict:

@@ -103,7 +103,7 @@ def evaluate(fake: np.ndarray, real: np.ndarray | None, metric_names, extractor,
 
 # --- Scoring a generator (used by `ganctl eval run=...` and by train.eval_every) ------------------
 
-LOWER_IS_BETTER = {"fid", "kid", "kid_std", "kl", "is_std"}
+LOWER_IS_BETTER = {"fid", "kid", "kid_std", "kl", "is_std", "l1", "cycle_l1"}
 
 
 def auto_metrics(points: bool, extractor, conditional: bool = False) -> list[str]:

@@ -46,3 +46,12 @@ class Dropout(keras.layers.Dropout):
             keras.ops.ones(shape, inputs.dtype), self.rate, seed=self.seed_generator),
             keras.ops.shape(inputs))
         return inputs * keep
+
+
+def instance_norm(name: str, scale: bool = True, center: bool = True):
+    """Instance normalisation: each image's channels normalised on their own, so training and
+    sampling behave alike at any batch size (the pix2pix and CycleGAN authors' `--norm instance`;
+    their batch norm at batch size 1 is the same thing). `scale=False`: no learned gain;
+    `center=False`: no learned shift."""
+    return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, scale=scale, center=center,
+                                           name=name)

@@ -31,6 +31,8 @@ from ganctl.training.tb_summaries import write_image, write_text
 from ganctl.training.metrics_log import MetricsLog
 from ganctl.training.periodic_eval import PeriodicEval
 from ganctl.training.steps import make_train_step
+from ganctl.training.translation_snapshots import TranslationSnapshots
+from ganctl.training.translation_step import make_translation_step
 
 log = logging.getLogger("ganctl")
 logging.getLogger("absl").setLevel(logging.WARNING)  # TF's per-save INFO chatter
@@ -77,19 +79,25 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
 
     # --- Snapshots: the reals, and a fixed z so grids are comparable across steps --------------
     metrics = MetricsLog(run_dir) if chief else None  # metrics.jsonl and TensorBoard
-    snapshots = _Snapshots(cfg, dataset, state, run_dir / rundir.SAMPLES_DIR, metrics)
+    # A translation run shows test inputs | outputs | targets instead (translation_snapshots.py).
+    snapshot_kind = TranslationSnapshots if state.translation is not None else _Snapshots
+    snapshots = snapshot_kind(cfg, dataset, state, run_dir / rundir.SAMPLES_DIR, metrics)
     if chief and not resuming:
-        snapshots.reals(first_real[0].numpy(), run_dir / rundir.REALS_FILE)
+        snapshots.reals([part.numpy() for part in first_real], run_dir / rundir.REALS_FILE)
     if start_step == 0:
         snapshots(0)
         if t.on_nan == "rollback" and chief:
             checkpoints.save(0)  # so a NaN before the first periodic save has a place to go back to
 
     # --- Loop -------------------------------------------------------------------------------------
-    train_step = make_train_step(state)
+    train_step = (make_translation_step if state.translation is not None else make_train_step)(state)
     periodic_eval = PeriodicEval(cfg, dataset, checkpoints.directory, chief, **state.trackables())
+    # The health signals come from the noise -> image step; translation steps report none yet.
     health = (HealthMonitor(t, run_dir, len(dataset.arrays("train")[0]), state.images_per_step)
-              if t.health and chief else None)
+              if t.health and chief and state.translation is None else None)
+    if t.health and state.translation is not None:
+        log.info("health: no warnings for image-to-image runs yet (train.health watches "
+                 "noise -> image GANs); watch l1 and the snapshots")
     loop = _Loop(cfg, state, checkpoints, batches, snapshots, periodic_eval, metrics, run_dir,
                  health)
     started = time.perf_counter()
@@ -157,8 +165,8 @@ class _Snapshots:
                             if dataset.kind == "points" else None)
         self.grid = grid
 
-    def reals(self, images: np.ndarray, path: Path) -> None:
-        reals = images[:self.grid]
+    def reals(self, batch: list, path: Path) -> None:
+        reals = batch[0][:self.grid]  # (images, labels)
         save_snapshot(reals, path, real_points=None if self.real_points is None else reals)
 
     def __call__(self, at_step: int) -> None:

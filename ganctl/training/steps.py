@@ -53,11 +53,10 @@ def make_train_step(state):
     side effects and the loop only syncs with the device when it logs.
     """
     t = state.train
-    generator, discriminator, ema_generator = (state.generator, state.discriminator,
-                                               state.ema_generator)
+    generator, discriminator = state.generator, state.discriminator
     g_optimizer, d_optimizer = state.optimizers["generator"], state.optimizers["discriminator"]
-    loss, seed_generator, step = state.loss, state.seed_generator, state.step
-    strategy, d_steps, steps_per_call = state.strategy, state.d_steps, t.steps_per_call
+    loss, seed_generator = state.loss, state.seed_generator
+    strategy, d_steps = state.strategy, state.d_steps
     # Batch norm or minibatch std would mix real and fake statistics; without them one D call on
     # both halves is equivalent (dropout masks are drawn per element either way) and cheaper.
     joint_d_call = t.joint_d_call and not couples_examples(discriminator)
@@ -151,25 +150,6 @@ def make_train_step(state):
         g_optimizer.apply(g_grads, generator.trainable_variables)
         return d_loss, g_loss, penalty, real_logits, fake_logits
 
-    # train.ema's fixed decay with a warm-up, or a horizon in images (training/ema.py).
-    decay_of = ema_schedule(t, state.images_per_step)
-
-    def update_ema():
-        decay = decay_of(step)
-        for ema_weight, weight in zip(ema_generator.weights, generator.weights):
-            if weight.trainable:
-                ema_weight.assign(decay * ema_weight + (1.0 - decay) * weight)
-            else:  # batch-norm statistics are copied, not averaged
-                ema_weight.assign(weight)
-
-    def adapt_augment_probability(r_t):
-        """ADA's rule: p moves toward the r_t target by at most images/(ada_kimg * 1000) per
-        step (the paper's speed: 0 to 1 in 500k images), once per step rather than every 4."""
-        p = state.augment_probability
-        speed = state.images_per_step / (t.ada_kimg * 1000.0)
-        p.assign(ops.clip(p + ops.sign(r_t - t.ada_target) * speed, 0.0, 1.0))
-        return ops.cast(p, "float32")
-
     update_networks = simultaneous_update if t.update_rule == "simultaneous" else alternating_update
 
     def replica_update(real_batch, real_labels):
@@ -190,15 +170,45 @@ def make_train_step(state):
             values["r_t"] = overfitting_heuristic(loss, real_logits, fake_logits)
         return values
 
-    def one_step(real_batch, real_labels):
+    return compile_step(state, replica_update, value_names(t))
+
+
+def compile_step(state, replica_update, value_names):
+    """The tf.function around `replica_update(*batch) -> {name: float32 value}` (replica
+    context): runs it on every replica, averages the values, updates the EMA copy, counts the
+    step, records the first non-finite loss, and does `steps_per_call` steps per call.
+    Shared by the noise -> image step above and the translation steps (translation_step.py)."""
+    t = state.train
+    step, strategy, steps_per_call = state.step, state.strategy, t.steps_per_call
+    # train.ema's fixed decay with a warm-up, or a horizon in images (training/ema.py).
+    decay_of = ema_schedule(t, state.images_per_step)
+
+    def update_ema():
+        decay = decay_of(step)
+        for name, average in state.averages.items():
+            for ema_weight, weight in zip(average.weights, state.networks[name].weights):
+                if weight.trainable:
+                    ema_weight.assign(decay * ema_weight + (1.0 - decay) * weight)
+                else:  # batch-norm statistics are copied, not averaged
+                    ema_weight.assign(weight)
+
+    def adapt_augment_probability(r_t):
+        """ADA's rule: p moves toward the r_t target by at most images/(ada_kimg * 1000) per
+        step (the paper's speed: 0 to 1 in 500k images), once per step rather than every 4."""
+        p = state.augment_probability
+        speed = state.images_per_step / (t.ada_kimg * 1000.0)
+        p.assign(ops.clip(p + ops.sign(r_t - t.ada_target) * speed, 0.0, 1.0))
+        return ops.cast(p, "float32")
+
+    def one_step(*batch):
         # Cross-replica context: the rates are set once, before the replicas use them.
         apply_lr_schedule(state.optimizers, state.learning_rates,
                           lr_scale(step, t.steps, t.get("lr_decay_start")))
-        per_replica = strategy.run(replica_update, args=(real_batch, real_labels))
+        per_replica = strategy.run(replica_update, args=batch)
         # Equal shares, so the mean of the replicas' means is the global batch's mean.
         values = {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
                   for name, value in per_replica.items()}
-        if ema_generator is not None:
+        if state.averages:
             update_ema()
         if state.augment_probability is not None:
             values["augment_p"] = adapt_augment_probability(values["r_t"])
@@ -210,16 +220,15 @@ def make_train_step(state):
         return values
 
     @tf.function(jit_compile=t.jit_compile, reduce_retracing=True)
-    def train_step(real_batch, real_labels):
+    def train_step(*batch):
         if steps_per_call == 1:
-            return one_step(real_batch, real_labels)
+            return one_step(*batch)
         # K steps in one call: one dispatch (and no host round trip) per K steps. A tf.range
         # loop keeps the graph the size of one step; the values returned are the last step's.
-        images = ops.reshape(real_batch, (steps_per_call, -1, *real_batch.shape[1:]))
-        labels = ops.reshape(real_labels, (steps_per_call, -1))
-        values = {name: tf.zeros((), "float32") for name in value_names(t)}
+        parts = [ops.reshape(part, (steps_per_call, -1, *part.shape[1:])) for part in batch]
+        values = {name: tf.zeros((), "float32") for name in value_names}
         for i in tf.range(steps_per_call):
-            values = one_step(images[i], labels[i])
+            values = one_step(*[part[i] for part in parts])
         return values
 
     return train_step
