@@ -316,5 +316,5 @@ def test_eval_records_distribution_and_paired_pixel_metrics(pix2pix_run):
     assert saved["metrics"] == result["metrics"] and saved["checkpoint_step"] == 4
     assert 0 < saved["metrics"]["l1"] < 2 and saved["metrics"]["psnr"] > 0
     assert -1 <= saved["metrics"]["ssim"] <= 1
-    assert saved["num_fake"] == 3 and saved["real_split"] == "test"
+    assert saved["num_fake"] == 3 and saved["real_split"] == "test" and "_test_" in result["written"]
     assert any("fewer than about 2,000" in note for note in saved["notes"])

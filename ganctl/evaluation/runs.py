@@ -51,7 +51,8 @@ def evaluate_run(run_dir: Path, cfg: DictConfig) -> dict:
                   checkpoint=cfg.checkpoint or "newest")
     # One file per request, so a second `ganctl eval` with other settings keeps the first's
     # results; metrics.json is a copy of the newest, which older readers and scripts expect.
-    out = run_dir / rundir.EVAL_DIR / f"metrics_{request_stem(cfg, step)}.json"
+    named = OmegaConf.merge(cfg, {"split": result["real_split"]})  # a translation run's: test
+    out = run_dir / rundir.EVAL_DIR / f"metrics_{request_stem(named, step)}.json"
     out.parent.mkdir(exist_ok=True)
     text = json.dumps(result, indent=2) + "\n"
     out.write_text(text)
