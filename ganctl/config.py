@@ -440,11 +440,21 @@ def batch_scaled_lr(lr: float, reference_batch: int, batch: int) -> float:
     return float(lr) * (float(batch) / float(reference_batch)) ** 0.5
 
 
+def share_of_steps(share: float, steps: int) -> int:
+    """The step `share` of the way through a run: a recipe writes
+    lr_decay_start: ${ganctl_share_of_steps:0.5,${train.steps}}, so the decay keeps its place
+    when the user sets train.steps, and train.lr_decay_start=... still wins."""
+    return int(float(share) * int(steps))
+
+
+RESOLVERS = {"ganctl_dir_name": short_dir_name, "ganctl_batch_lr": batch_scaled_lr,
+             "ganctl_share_of_steps": share_of_steps}
+
+
 def register_configs() -> None:
-    if not OmegaConf.has_resolver("ganctl_dir_name"):
-        OmegaConf.register_new_resolver("ganctl_dir_name", short_dir_name)
-    if not OmegaConf.has_resolver("ganctl_batch_lr"):
-        OmegaConf.register_new_resolver("ganctl_batch_lr", batch_scaled_lr)
+    for name, resolver in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
     cs = ConfigStore.instance()
     # Group YAMLs merge into these typed nodes, so their keys and types are checked too.
     cs.store(name="base_train", node=TrainRunConfig)

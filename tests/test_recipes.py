@@ -46,7 +46,7 @@ def test_every_recipe_composes_applies_and_is_recorded(recipe, compose_cfg, data
         if key in ("train.batch_size", "train.log_every", "train.sample_grid"):  # TINY's
             continue
         if isinstance(value, str) and value.startswith("${"):  # e.g. a batch-scaled rate
-            context = OmegaConf.create({"train": {"batch_size": cfg.train.batch_size}, "_v": value})
+            context = OmegaConf.create({"train": OmegaConf.to_container(cfg.train), "_v": value})
             assert OmegaConf.select(cfg, key) == context._v, key
         else:
             assert OmegaConf.select(cfg, key) == value, key
