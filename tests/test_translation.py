@@ -104,6 +104,16 @@ def test_mismatched_choices_are_refused_before_anything_is_built(overrides, matc
                     else overrides)
 
 
+@pytest.mark.parametrize("dataset, kind, recipe", [("paired_folder", "pix2pix", None),
+                                                     ("unpaired_folder", "cyclegan",
+                                                      "unpaired_folder_cyclegan")])
+def test_a_two_domain_dataset_alone_picks_its_model(dataset, kind, recipe, compose_cfg):
+    cfg = compose_cfg([f"dataset={dataset}", "dataset.path=/nowhere", "train.steps=10"])
+    assert cfg.model.translation.kind == kind and cfg.recipe == recipe
+    # CycleGAN's default schedule: constant for half the run, then linear to 0.
+    assert cfg.train.lr_decay_start == (5 if kind == "cyclegan" else None)
+
+
 # --- Networks and losses --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("model", TRANSLATION_MODELS)
