@@ -197,7 +197,7 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = positive(5000)         # generator updates (about 6 min on a 2-core CPU)
+    steps: int = positive(5000)         # generator updates (about 8 min on a 2-core CPU)
     batch_size: int = positive(64)      # images per step (the global batch over all devices)
     seed: int = II("seed")
     g_lr: float = positive(2e-4)
