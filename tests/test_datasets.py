@@ -575,3 +575,13 @@ def test_a_base_class_missing_its_methods_cannot_be_built():
     for base in (Dataset, ArrayDataset, Loss, FeatureExtractor):
         with pytest.raises(TypeError, match="abstract"):
             type("Incomplete", (base,), {})()
+
+
+@pytest.mark.parametrize("limit", [None, 5])
+def test_a_folder_counts_its_training_images_without_decoding_them(limit, tmp_path):
+    from ganctl.datasets.folder import ImageFolder
+    from tests.conftest import write_image_folder
+
+    write_image_folder(tmp_path, n=12)
+    folder = ImageFolder(str(tmp_path), resolution=16, limit=limit)
+    assert folder.training_size() == len(folder.arrays("train", limit=limit)[0]) == (limit or 12)

@@ -59,6 +59,10 @@ class Dataset(abc.ABC):
         """(x, y) as numpy: x uint8 NHWC for images or float32 (N, 2) for points; y int64 labels
         (zeros when unlabelled). Streaming datasets (folder) read at most `limit` examples."""
 
+    def training_size(self) -> int:
+        """Training examples per epoch. Streaming datasets override it to count without decoding."""
+        return len(self.arrays("train")[0])
+
     @abc.abstractmethod
     def tf_dataset(self, batch_size: int, seed: int, skip: int = 0, repeat: bool = True):
         """A shuffled (by `seed`), batched (drop_remainder), prefetched tf.data.Dataset of

@@ -51,6 +51,9 @@ class ImageFolder(Dataset):
         self.image_shape = (self.resolution, self.resolution, self.channels)
         self._files: list[tuple[str, bool]] | None = None
 
+    def training_size(self) -> int:
+        return len(self._scan())  # file names only: the images are decoded by tf_dataset
+
     def arrays(self, split: str = "train", limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """uint8 images; with `limit`, a fixed random subset (sorted order would favour the first
         subfolders). The folder has no test split: "test" reads the same images."""

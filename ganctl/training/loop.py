@@ -93,7 +93,7 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     train_step = (make_translation_step if state.translation is not None else make_train_step)(state)
     periodic_eval = PeriodicEval(cfg, dataset, checkpoints.directory, chief, **state.trackables())
     # The health signals come from the noise -> image step; translation steps report none yet.
-    health = (HealthMonitor(t, run_dir, len(dataset.arrays("train")[0]), state.images_per_step)
+    health = (HealthMonitor(t, run_dir, dataset.training_size(), state.images_per_step)
               if t.health and chief and state.translation is None else None)
     if t.health and state.translation is not None:
         log.info("health: no warnings for image-to-image runs yet (train.health watches "
