@@ -164,6 +164,8 @@ def worker(spec: dict) -> None:
 
     from ganctl.core.components import build_dataset
 
+    if spec["kind"] == "health_pair":
+        return health_pair_worker(spec)
     if spec["kind"] == "reference":
         precision = spec.get("policy", "float32")
         reference, images_per_call = reference_step(precision), BATCH
@@ -199,6 +201,36 @@ def worker(spec: dict) -> None:
                     "peak"] / 2**20
             _reply(memory)
             return
+
+
+def health_pair_worker(spec: dict) -> None:
+    """The default step and the same step with train.health=false, in one process, called in
+    turn on the same batches (order swapped every pair); replies each pair's time ratio."""
+    import tensorflow as tf
+    from omegaconf import OmegaConf
+
+    from ganctl.core.components import build_dataset
+
+    steps = {health: ganctl_step(spec["dataset"], [f"train.health={health}"])[0]
+             for health in ("true", "false")}
+    dataset = build_dataset(OmegaConf.create({"_target_": DATASETS[spec["dataset"]]}))
+    batches = iter(dataset.tf_dataset(BATCH, seed=0))
+
+    def seconds(step, batch) -> float:
+        started = time.perf_counter()
+        _ = tf.nest.flatten(step(*batch))[0].numpy()  # wait for the device
+        return time.perf_counter() - started
+
+    for _ in range(3):
+        for step in steps.values():
+            seconds(step, next(batches))
+    ratios = []
+    for pair in range(spec["pairs"]):
+        batch = next(batches)
+        order = ("true", "false") if pair % 2 == 0 else ("false", "true")
+        times = {health: seconds(steps[health], batch) for health in order}
+        ratios.append(times["true"] / times["false"])
+    _reply({"ratios": ratios})
 
 
 def _reply(message: dict) -> None:
@@ -294,6 +326,19 @@ def bench_steps(names: list[str], rounds: int, steps_per_round: int, dataset: st
              cpu_ratio=spread([a / b for a, b in zip(w.cps, ref.cps)]), target=2.0)
 
 
+def bench_health(dataset: str, pairs: int = 40) -> None:
+    """Step time with the health signals over step time without them, pair by pair in one
+    process: far less exposed to a shared machine than the per-process rounds above."""
+    worker = Worker("health pair", {"kind": "health_pair", "dataset": dataset, "pairs": pairs}, 0)
+    try:
+        ratios = worker.read()["ratios"]
+    finally:
+        worker.process.kill()
+    emit("health_cost_paired", what="step time with train.health=true (the default) over "
+         "train.health=false, the preset's step, both in one process, called in turn on the same "
+         "batch", pairs=pairs, time_ratio=spread(ratios, 3), target=1.03)
+
+
 def ganctl_command(*args: str, cwd: Path) -> float:
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "ganctl", *args], cwd=cwd, capture_output=True,
@@ -349,7 +394,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", help="comma-separated names, or all: " + ", ".join(VARIANTS))
     parser.add_argument("--rounds", type=int, help="A/B rounds (default 8, quick 5)")
     parser.add_argument("--steps", type=int, default=2, help="steps per variant per round")
-    parser.add_argument("--skip", default="", help="comma-separated: steps, sample, eval, help")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated: steps, health, sample, eval, help")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -369,6 +415,8 @@ def main(argv: list[str] | None = None) -> None:
         bench_help()
     if "steps" not in skip:
         bench_steps(names, args.rounds or (5 if args.quick else 8), args.steps, dataset)
+    if "health" not in skip:
+        bench_health(dataset)
     if "sample" not in skip:
         bench_sample(dataset)
     if "eval" not in skip:
