@@ -221,6 +221,7 @@ def health_pair_worker(spec: dict) -> None:
         _ = tf.nest.flatten(step(*batch))[0].numpy()  # wait for the device
         return time.perf_counter() - wall, time.process_time() - cpu
 
+    flops = {health: graph_flops(step, next(batches)) for health, step in steps.items()}
     for _ in range(3):
         for step in steps.values():
             seconds(step, next(batches))
@@ -231,7 +232,18 @@ def health_pair_worker(spec: dict) -> None:
         times = {health: seconds(steps[health], batch) for health in order}
         wall_ratios.append(times["true"][0] / times["false"][0])
         cpu_ratios.append(times["true"][1] / times["false"][1])
-    _reply({"wall": wall_ratios, "cpu": cpu_ratios})
+    _reply({"wall": wall_ratios, "cpu": cpu_ratios, "flops": flops})
+
+
+def graph_flops(step, batch) -> float:
+    """Floating-point operations in one call of a compiled step, counted from its graph by
+    TensorFlow's profiler: a figure no other job on the machine can disturb."""
+    import tensorflow as tf
+
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    graph = step.get_concrete_function(*batch).graph
+    return float(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
 
 
 def _reply(message: dict) -> None:
@@ -338,7 +350,9 @@ def bench_health(dataset: str, pairs: int = 40) -> None:
     emit("health_cost_paired", what="step time with train.health=true (the default) over "
          "train.health=false, the preset's step, both in one process, called in turn on the same "
          "batch", pairs=pairs, time_ratio=spread(ratios["wall"], 3),
-         cpu_time_ratio=spread(ratios["cpu"], 3), target=1.03)
+         cpu_time_ratio=spread(ratios["cpu"], 3),
+         gflops_per_step={k: round(v / 1e9, 3) for k, v in ratios["flops"].items()},
+         flop_ratio=round(ratios["flops"]["true"] / ratios["flops"]["false"], 4), target=1.03)
 
 
 def ganctl_command(*args: str, cwd: Path) -> float:
