@@ -10,6 +10,8 @@ variants alike. Ratios are taken within a round and reported as min/median/max o
 `cpu_ratio` compares process CPU time instead of wall time: on a machine shared with other jobs
 it moves much less than the wall-clock ratio and is the better guide to the work each variant
 does; `ratio` is what a user waits for. Ratios, never asserts (nanoGPT's bench.py idea).
+`health_cost_paired` times the health signals' cost finer: both steps in one process, called in
+turn on the same batch, plus their FLOPs counted from the graphs.
 
     python -m ganctl.bench                  # the variants of the README table, ~4 min on 2 cores
     python -m ganctl.bench --quick          # reference, ganctl preset, bf16, health off; ~2 min
