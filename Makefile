@@ -20,11 +20,13 @@ install: $(STAMP)  ## create .venv and install ganctl (editable) with the dev to
 train: $(STAMP)  ## train on the default config (MNIST, DCGAN, non-saturating loss)
 	$(VENV)/bin/ganctl train
 
+# worksteal: an idle worker takes queued tests from a busy one, so a few minute-long end-to-end
+# tests queued late on one worker do not leave the other idle at the end.
 test: $(STAMP) lint  ## ruff, then the whole test suite (what CI runs)
-	$(PY) -m pytest -q -n auto
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 test-fast: $(STAMP)  ## the suite without the slow end-to-end tests
-	$(PY) -m pytest -q -n auto -m "not slow"
+	$(PY) -m pytest -q -n auto --dist worksteal -m "not slow"
 
 parity: $(STAMP)  ## metrics vs prdc, pytorch-fid, clean-fid, torch-fidelity (their numpy code; no torch)
 	$(PY) -m pip install -q --no-deps -r tests/parity-requirements.txt

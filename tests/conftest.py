@@ -109,3 +109,15 @@ def compose_cfg():
         return cfg
 
     return _compose
+
+
+@pytest.fixture(scope="session")
+def cdcgan_run(tmp_path_factory, data_overrides):
+    """A 2-step class-conditional run on MNIST (the bundled copy), trained once per test process
+    and shared by the sample, export and resume tests. Read it as it is; a test that writes into
+    a run (resume, export, report) works on its own copy: shutil.copytree(cdcgan_run, ...)."""
+    from ganctl.training.loop import train
+
+    run = tmp_path_factory.mktemp("cdcgan_run")
+    train(compose("train", [*TINY, "train.steps=2", "model=cdcgan", *data_overrides["mnist"]]), run)
+    return run

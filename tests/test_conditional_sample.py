@@ -16,16 +16,14 @@ CELL = 28 + 2   # an MNIST image and the grid's padding
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, data_overrides):
-    """{"cdcgan": run dir, "dcgan": run dir}: MNIST (bundled copy), 2 training steps each."""
+def runs(tmp_path_factory, data_overrides, cdcgan_run):
+    """{"cdcgan": run dir, "dcgan": run dir}: MNIST (bundled copy), 2 training steps each; the
+    cdcgan one is conftest's shared run (nothing here writes into a run folder)."""
     from ganctl.training.loop import train
 
-    runs = {}
-    for model in ("cdcgan", "dcgan"):
-        runs[model] = tmp_path_factory.mktemp(model)
-        cfg = compose("train", [*TINY, "train.steps=2", f"model={model}", *data_overrides["mnist"]])
-        train(cfg, runs[model])
-    return runs
+    dcgan = tmp_path_factory.mktemp("dcgan")
+    train(compose("train", [*TINY, "train.steps=2", "model=dcgan", *data_overrides["mnist"]]), dcgan)
+    return {"cdcgan": cdcgan_run, "dcgan": dcgan}
 
 
 def sample(run, *overrides):

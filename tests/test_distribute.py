@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -37,13 +38,17 @@ def two_cpus(*args, cwd):
                           capture_output=True, text=True, timeout=600)
 
 
-def test_mirrored_on_two_devices_follows_the_one_device_loss_curve(tmp_path):
-    runs = {}
-    for strategy in ("single", "mirrored"):
-        runs[strategy] = tmp_path / strategy
-        result = two_cpus("train", *SETUP, f"train.strategy={strategy}",
-                          f"hydra.run.dir={runs[strategy]}", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-3000:]
+def test_mirrored_on_two_devices_follows_the_one_device_loss_curve(compose_cfg, tmp_path):
+    from ganctl.training.loop import train
+
+    # The one-device reference trains in this process (TF is loaded already); the two replicas
+    # need a process whose CPU was split before TensorFlow started.
+    runs = {strategy: tmp_path / strategy for strategy in ("single", "mirrored")}
+    runs["single"].mkdir()
+    train(compose_cfg([*SETUP, "train.strategy=single"]), runs["single"])
+    result = two_cpus("train", *SETUP, "train.strategy=mirrored",
+                      f"hydra.run.dir={runs['mirrored']}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
     log = (runs["mirrored"] / "train.log").read_text()
     assert "2 replica(s) (train.strategy=mirrored)" in log
     single, mirrored = losses(runs["single"]), losses(runs["mirrored"])
@@ -103,13 +108,26 @@ def test_two_workers_on_loopback_train_and_only_the_chief_writes(tmp_path):
     assert "this worker writes nothing" in (other / "train.log").read_text()
 
 
-@pytest.mark.parametrize("tf_config,message", [
-    ("{not json", "TF_CONFIG is not valid JSON"),
-    ("", "train.strategy=multi_worker needs TF_CONFIG"),
-])
-def test_multi_worker_explains_a_missing_or_broken_tf_config(tmp_path, tf_config, message):
+TF_CONFIG_ERRORS = [("{not json", "TF_CONFIG is not valid JSON"),
+                    ("", "train.strategy=multi_worker needs TF_CONFIG")]
+
+
+def test_multi_worker_explains_a_broken_tf_config_through_the_cli(tmp_path):
+    tf_config, message = TF_CONFIG_ERRORS[0]
     result = ganctl("train", "train.strategy=multi_worker", "train.steps=2",
                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
                     env={"TF_CONFIG": tf_config})
     assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("tf_config,message", TF_CONFIG_ERRORS)
+def test_multi_worker_explains_a_missing_or_broken_tf_config(monkeypatch, tf_config, message):
+    """Both messages come from make_strategy, before any cluster is set up (the CLI's exit code
+    and paragraph for such an error: the test above)."""
+    from ganctl.errors import UserError
+    from ganctl.training.distribute import make_strategy
+
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(UserError, match=re.escape(message)):
+        make_strategy("multi_worker")

@@ -19,11 +19,17 @@ def test_declared_packages_match_the_tree():
     assert declared == found
 
 
-@pytest.mark.slow
-def test_wheel_contains_configs_and_bundled_data(tmp_path):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """One wheel built from the checkout, for both tests (a build takes a while)."""
+    dist = tmp_path_factory.mktemp("dist")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, cwd=tmp_path)
-    wheel = next(tmp_path.glob("ganctl-*.whl"))
+                    "-q", "-w", str(dist), str(ROOT)], check=True, cwd=dist)
+    return next(dist.glob("ganctl-*.whl"))
+
+
+@pytest.mark.slow
+def test_wheel_contains_configs_and_bundled_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped_yaml = {f"ganctl/conf/{p.relative_to(ROOT / 'conf')}" for p in (ROOT / "conf").rglob("*.yaml")}
     assert "ganctl/conf/train.yaml" in names and "ganctl/conf/__init__.py" in names
@@ -33,11 +39,8 @@ def test_wheel_contains_configs_and_bundled_data(tmp_path):
 
 
 @pytest.mark.slow
-def test_installed_wheel_finds_its_configs_from_any_directory(tmp_path):
+def test_installed_wheel_finds_its_configs_from_any_directory(wheel, tmp_path):
     """A non-editable install (no checkout on the path) composes configs from pkg://ganctl.conf."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path / "dist"), str(ROOT)], check=True)
-    wheel = next((tmp_path / "dist").glob("ganctl-*.whl"))
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
                     str(site), str(wheel)], check=True)
