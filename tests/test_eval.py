@@ -97,9 +97,8 @@ def test_sweep_table_sorted_by_metric(tmp_path):
                  "model.discriminator.width=16", "loss=ns,hinge", f"hydra.sweep.dir={sweep}",
                  cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    out = ganctl("eval", f"sweep={sweep}", "num=500", "metrics=[modes]", "sort_by=high_quality",
-                 cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
+    # In-process: `ganctl eval sweep=` itself runs in test_mistakes.py's stale-row test.
+    evaluate_in_process(f"sweep={sweep}", "num=500", "metrics=[modes]", "sort_by=high_quality")
     table = (sweep / "eval_summary.md").read_text().splitlines()
     assert len(table) == 4 and "loss=ns" in "".join(table) and "loss=hinge" in "".join(table)
     column = table[0].split("|").index(" high_quality ")
