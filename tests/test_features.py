@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -46,11 +47,22 @@ def cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def bars_classifier(tmp_path_factory):
+def bars_cache(tmp_path_factory):
+    """A cache folder that holds one trained bars classifier once bars_classifier is built."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def bars_classifier(bars_cache):
     """One trained classifier shared by the tests that only use it (training takes seconds)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GANCTL_CACHE", str(tmp_path_factory.mktemp("cache")))
+        patch.setenv("GANCTL_CACHE", str(bars_cache))
         yield ClassifierExtractor(Bars(), "bars", epochs=1)
+
+
+def copy_trained_cache(bars_cache, cache) -> None:
+    """Put the shared bars classifier in this test's own cache: a copy, not another training."""
+    shutil.copytree(bars_cache / "classifiers", cache / "classifiers")
 
 
 def test_classifier_trains_once_caches_and_records_its_accuracy(cache, caplog):
@@ -79,9 +91,10 @@ def test_classifier_trains_once_caches_and_records_its_accuracy(cache, caplog):
                                atol=1e-5)
 
 
-def test_a_corrupt_cached_classifier_is_rebuilt(cache, caplog):
-    ClassifierExtractor(Bars(), "bars", epochs=1)
+def test_a_corrupt_cached_classifier_is_rebuilt(bars_classifier, bars_cache, cache, caplog):
+    copy_trained_cache(bars_cache, cache)
     model_path, info_path = classifier_paths("bars")
+    assert model_path.is_file() and info_path.is_file()
     model_path.write_bytes(b"this is not a keras file")
     with caplog.at_level(logging.WARNING, logger="ganctl"):
         rebuilt = ClassifierExtractor(Bars(), "bars", epochs=1)
@@ -217,7 +230,7 @@ def test_each_dataset_says_which_classifier_it_uses():
                                                    "stacked_mnist"]
 
 
-def test_build_extractor_asks_the_dataset_for_its_classifier(cache):
+def test_build_extractor_asks_the_dataset_for_its_classifier(bars_classifier, bars_cache, cache):
     class DoubledBars(Bars):
         """Stands for a dataset built from another one's images, as Stacked MNIST is."""
 
@@ -227,7 +240,14 @@ def test_build_extractor_asks_the_dataset_for_its_classifier(cache):
         def classifier_training_set(self):
             return Bars()
 
+    # The cache holds the bars classifier only: asking for any other key would train and
+    # write a second one there.
+    copy_trained_cache(bars_cache, cache)
+    cached = sorted((cache / "classifiers").iterdir())
+    stamps = [path.stat().st_mtime_ns for path in cached]
     extractor = build_extractor("auto", dataset=DoubledBars(), dataset_name="doubled_bars",
                                 classifier_epochs=1)
     assert isinstance(extractor, ClassifierExtractor)
     assert extractor.image_shape == (16, 16, 1) and classifier_paths("bars")[0].is_file()
+    assert sorted((cache / "classifiers").iterdir()) == cached
+    assert [path.stat().st_mtime_ns for path in cached] == stamps

@@ -37,15 +37,19 @@ def test_the_compiled_step_sets_both_optimizers_rates(compose_cfg, data_override
     assert [s["discriminator"] for s in seen] == pytest.approx([4e-3, 4e-3, 4e-3, 2e-3])
 
 
-def test_decay_resumes_exactly_and_changes_the_weights(compose_cfg, data_overrides, tmp_path):
-    """4 steps in one go and 2 + 2 with a resume give the same weights (the rate is a function
-    of the checkpointed step), and they differ from a run without the decay."""
+def test_ema_horizon_and_lr_decay_resume_exactly_and_the_decay_changes_the_weights(
+        compose_cfg, data_overrides, tmp_path):
+    """4 steps in one go and 2 + 2 with a resume give the same EMA weights: the learning rate
+    and the EMA decay (a horizon with ramp-up, on here) are functions of the checkpointed step
+    alone. And the weights differ from a run without the decay. (test_ema.py relies on this
+    test for the EMA horizon's resume.)"""
     import keras
 
     from ganctl.training.loop import train
 
     common = ["dataset=ring", "train.checkpoint_every=2", "train.deterministic=true",
-              "train.g_lr=1e-2", "train.d_lr=1e-2", *data_overrides["ring"]]
+              "train.g_lr=1e-2", "train.d_lr=1e-2", "train.ema_kimg=0.05",
+              "train.ema_rampup=0.5", *data_overrides["ring"]]
     decayed = [*common, "train.lr_decay_start=1"]
     runs = {name: tmp_path / name for name in ("straight", "split", "constant")}
     for run in runs.values():
@@ -58,6 +62,7 @@ def test_decay_resumes_exactly_and_changes_the_weights(compose_cfg, data_overrid
     def weights(name):
         return keras.saving.load_model(runs[name] / "generator.keras", safe_mode=True).get_weights()
 
+    assert len(weights("straight")) == len(weights("split")) > 0
     for a, b in zip(weights("straight"), weights("split")):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(weights("straight"), weights("constant")))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import GANCTL, TINY, ganctl
+from tests.helpers import GANCTL, TINY, compose, ganctl
 
 RING = ["dataset=ring", "model=mlp", "model.generator.width=16", "model.discriminator.width=16",
         "train.batch_size=16", "train.progress=false"]
@@ -166,10 +166,14 @@ def check_typed(fixed: list[str]) -> None:
 
 
 def test_sample_names_files_by_request_and_never_replaces_one(tmp_path, run):
+    from ganctl.commands.sample import run as sample
+
     samples = run.parent / "copy"
     subprocess.run(["cp", "-r", str(run), str(samples)], check=True)
+    # The naming is the sample command's own; in-process saves a TF start-up per call. The CLI's
+    # exit codes are the refusal below and the replace at the end, through the real `ganctl`.
     for extra in (["num=16"], ["num=32"], ["num=16"]):
-        assert ganctl("sample", f"run={samples}", *extra, cwd=tmp_path).returncode == 0
+        sample(compose("sample", [f"run={samples}", *extra]))
     names = sorted(p.name for p in (samples / "samples").glob("grid_*"))
     assert names == ["grid_step000004_seed0_num16.npz", "grid_step000004_seed0_num16.png",
                      "grid_step000004_seed0_num16_2.npz", "grid_step000004_seed0_num16_2.png",
@@ -186,32 +190,38 @@ def test_sample_names_files_by_request_and_never_replaces_one(tmp_path, run):
 def test_eval_keeps_each_requests_results(tmp_path, run):
     job = run.parent / "eval_copy"
     subprocess.run(["cp", "-r", str(run), str(job)], check=True)
-    for num in (200, 300):
-        result = ganctl("eval", f"run={job}", f"num={num}", "metrics=[modes]", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
+    from ganctl.commands.evaluate import run as evaluate
+
+    evaluate(compose("eval", [f"run={job}", "num=200", "metrics=[modes]"]))  # in-process: faster
+    result = ganctl("eval", f"run={job}", "num=300", "metrics=[modes]", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     kept = sorted(p.name for p in (job / "eval").glob("metrics_*.json"))
     assert kept == ["metrics_step000004_ema_num200_seed0_train_auto_modes.json",
                     "metrics_step000004_ema_num300_seed0_train_auto_modes.json"]
     assert json.loads((job / "eval" / "metrics.json").read_text())["num_fake"] == 300  # newest
 
 
-def test_sweep_summary_reevaluates_stale_rows_and_says_step_ema_num(tmp_path):
+def test_sweep_summary_reevaluates_stale_rows_and_says_step_ema_num(tmp_path, capsys):
+    from ganctl.commands.evaluate import run as evaluate
+
     sweep = tmp_path / "sweep"
     assert ganctl("train", "-m", *RING, "train.steps=4", "seed=0", f"hydra.sweep.dir={sweep}",
                   cwd=tmp_path).returncode == 0
     job = next(p for p in sweep.iterdir() if p.is_dir() and (p / "config.yaml").is_file())
-    first = ganctl("eval", f"sweep={sweep}", "num=200", "metrics=[modes]", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
+    # The first and last evaluations run in-process (the same command, without a TF start-up
+    # each); the stale-row one in the middle goes through the real `ganctl`.
+    evaluate(compose("eval", [f"sweep={sweep}", "num=200", "metrics=[modes]"]))
     assert ganctl("train", f"resume={job}", "train.steps=8", cwd=tmp_path).returncode == 0
     assert "done: step 8; 4 steps trained" in (job / "train.log").read_text()
+    capsys.readouterr()
     again = ganctl("eval", f"sweep={sweep}", "num=200", "metrics=[modes]", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
     assert "re-evaluating" in again.stdout and "step 4, the newest is 8" in again.stdout
     header, _, row = (sweep / "eval_summary.md").read_text().splitlines()[:3]
     cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in row.split("|")]))
     assert (cells["step"], cells["ema"], cells["num"]) == ("8", "True", "200"), cells
-    raw = ganctl("eval", f"sweep={sweep}", "num=200", "metrics=[modes]", "ema=false",
-                 cwd=tmp_path)
-    assert "used ema=true" in raw.stdout
+    evaluate(compose("eval", [f"sweep={sweep}", "num=200", "metrics=[modes]", "ema=false"]))
+    assert "used ema=true" in capsys.readouterr().out
     assert "| False |" in (sweep / "eval_summary.md").read_text()
 
 
