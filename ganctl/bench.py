@@ -16,6 +16,7 @@ turn on the same batch, plus their FLOPs counted from the graphs.
     python -m ganctl.bench                  # the variants of the README table, ~4 min on 2 cores
     python -m ganctl.bench --quick          # reference, ganctl preset, bf16, health off; ~2 min
     python -m ganctl.bench --variants all   # adds mixed_float16 (a GPU option; slow on CPUs)
+    python -m ganctl.bench --pair "dataset=grid" "loss.r1_weight=0.03" "loss.r1_weight=0"
 """
 from __future__ import annotations
 
@@ -137,9 +138,9 @@ def reference_step(policy: str = "float32"):
 
 # --- ganctl's step, built the way training/loop.py builds it ------------------------------------
 
-def ganctl_step(dataset_name: str, overrides: list[str], preset: list[str] = PRESET):
-    """(step function, images per call, the resolved precision) for the preset + overrides,
-    built by the same function as the training loop's."""
+def ganctl_step(dataset_name: str | None, overrides: list[str], preset: list[str] = PRESET):
+    """(step function, images per call, the resolved precision, the config) for the preset +
+    overrides, built by the same function as the training loop's."""
     import keras
 
     from ganctl.config import compose
@@ -148,12 +149,13 @@ def ganctl_step(dataset_name: str, overrides: list[str], preset: list[str] = PRE
     from ganctl.training.steps import make_train_step
     from ganctl.validate import check_train_config
 
-    cfg = compose("train", [*preset, f"dataset={dataset_name}", *overrides])
+    dataset = [f"dataset={dataset_name}"] if dataset_name else []
+    cfg = compose("train", [*preset, *dataset, *overrides])
     check_train_config(cfg)
     keras.utils.set_random_seed(cfg.train.seed)
     state = build_training_state(cfg, build_dataset(cfg.dataset))
     return (make_train_step(state), state.images_per_step * cfg.train.steps_per_call,
-            state.precision)
+            state.precision, cfg)
 
 
 # --- Worker: one variant in its own process ------------------------------------------------------
@@ -166,8 +168,8 @@ def worker(spec: dict) -> None:
 
     from ganctl.core.components import build_dataset
 
-    if spec["kind"] == "health_pair":
-        return health_pair_worker(spec)
+    if spec["kind"] == "pair":
+        return pair_worker(spec)
     if spec["kind"] == "reference":
         precision = spec.get("policy", "float32")
         reference, images_per_call = reference_step(precision), BATCH
@@ -176,8 +178,8 @@ def worker(spec: dict) -> None:
             return reference(images)
     else:
         # ganctl's step takes (images, labels), as the training loop passes them.
-        step, images_per_call, precision = ganctl_step(spec["dataset"], spec.get("overrides", []),
-                                                       spec.get("preset", PRESET))
+        step, images_per_call, precision, _ = ganctl_step(
+            spec["dataset"], spec.get("overrides", []), spec.get("preset", PRESET))
     # Both kinds read the same shuffled batches from ganctl's tf.data pipeline (seed 0).
     dataset = build_dataset(OmegaConf.create({"_target_": DATASETS[spec["dataset"]]}))
     batches = iter(dataset.tf_dataset(images_per_call, seed=0))
@@ -205,35 +207,34 @@ def worker(spec: dict) -> None:
             return
 
 
-def health_pair_worker(spec: dict) -> None:
-    """The default step and the same step with train.health=false, in one process, called in
-    turn on the same batches (order swapped every pair); replies each pair's time ratio."""
+def pair_worker(spec: dict) -> None:
+    """Two steps built from the same overrides plus `a` or `b`, in one process, called in turn
+    on the same batches (order swapped every pair); replies each pair's time ratios a / b."""
     import tensorflow as tf
-    from omegaconf import OmegaConf
 
     from ganctl.core.components import build_dataset
 
-    steps = {health: ganctl_step(spec["dataset"], [f"train.health={health}"])[0]
-             for health in ("true", "false")}
-    dataset = build_dataset(OmegaConf.create({"_target_": DATASETS[spec["dataset"]]}))
-    batches = iter(dataset.tf_dataset(BATCH, seed=0))
+    built = {side: ganctl_step(None, [*spec["overrides"], *spec[side]], preset=[])
+             for side in ("a", "b")}
+    steps = {side: step for side, (step, _, _, _) in built.items()}
+    images_per_call, cfg = built["a"][1], built["a"][3]
+    batches = iter(build_dataset(cfg.dataset).tf_dataset(images_per_call, seed=0))
 
     def seconds(step, batch) -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()
         _ = tf.nest.flatten(step(*batch))[0].numpy()  # wait for the device
         return time.perf_counter() - wall, time.process_time() - cpu
 
-    flops = {health: graph_flops(step, next(batches)) for health, step in steps.items()}
+    flops = {side: graph_flops(step, next(batches)) for side, step in steps.items()}
     for _ in range(3):
         for step in steps.values():
             seconds(step, next(batches))
     wall_ratios, cpu_ratios = [], []
     for pair in range(spec["pairs"]):
         batch = next(batches)
-        order = ("true", "false") if pair % 2 == 0 else ("false", "true")
-        times = {health: seconds(steps[health], batch) for health in order}
-        wall_ratios.append(times["true"][0] / times["false"][0])
-        cpu_ratios.append(times["true"][1] / times["false"][1])
+        times = {side: seconds(steps[side], batch) for side in ("ab" if pair % 2 == 0 else "ba")}
+        wall_ratios.append(times["a"][0] / times["b"][0])
+        cpu_ratios.append(times["a"][1] / times["b"][1])
     _reply({"wall": wall_ratios, "cpu": cpu_ratios, "flops": flops})
 
 
@@ -341,20 +342,26 @@ def bench_steps(names: list[str], rounds: int, steps_per_round: int, dataset: st
              cpu_ratio=spread([a / b for a, b in zip(w.cps, ref.cps)]), target=2.0)
 
 
-def bench_health(dataset: str, pairs: int = 40) -> None:
-    """Step time with the health signals over step time without them, pair by pair in one
-    process: far less exposed to a shared machine than the per-process rounds above."""
-    worker = Worker("health pair", {"kind": "health_pair", "dataset": dataset, "pairs": pairs}, 0)
+def bench_pair(overrides: list[str], a: list[str], b: list[str], pairs: int) -> dict:
+    """Step time (wall and CPU) and FLOPs of overrides + a over overrides + b, pair by pair in
+    one process: far less exposed to a shared machine than the per-process rounds above."""
+    worker = Worker("pair", {"kind": "pair", "overrides": overrides, "a": a, "b": b,
+                             "pairs": pairs}, 0)
     try:
-        ratios = worker.read()
+        measured = worker.read()
     finally:
         worker.process.kill()
+    return {"pairs": pairs, "time_ratio": spread(measured["wall"], 3),
+            "cpu_time_ratio": spread(measured["cpu"], 3),
+            "gflops_per_step": {k: round(v / 1e9, 3) for k, v in measured["flops"].items()},
+            "flop_ratio": round(measured["flops"]["a"] / measured["flops"]["b"], 4)}
+
+
+def bench_health(dataset: str, pairs: int) -> None:
     emit("health_cost_paired", what="step time with train.health=true (the default) over "
          "train.health=false, the preset's step, both in one process, called in turn on the same "
-         "batch", pairs=pairs, time_ratio=spread(ratios["wall"], 3),
-         cpu_time_ratio=spread(ratios["cpu"], 3),
-         gflops_per_step={k: round(v / 1e9, 3) for k, v in ratios["flops"].items()},
-         flop_ratio=round(ratios["flops"]["true"] / ratios["flops"]["false"], 4), target=1.03)
+         "batch", **bench_pair([*PRESET, f"dataset={dataset}"], ["train.health=true"],
+                               ["train.health=false"], pairs), target=1.03)
 
 
 def ganctl_command(*args: str, cwd: Path) -> float:
@@ -414,10 +421,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=2, help="steps per variant per round")
     parser.add_argument("--skip", default="",
                         help="comma-separated: steps, health, sample, eval, help")
+    parser.add_argument("--pair", nargs=3, metavar=("OVERRIDES", "A", "B"),
+                        help="only this: the step of `ganctl train OVERRIDES A` against OVERRIDES "
+                        "B (space-separated overrides each), paired in one process")
+    parser.add_argument("--pairs", type=int, default=40, help="step pairs timed (default 40)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(json.loads(args.worker))
+    if args.pair:
+        overrides, a, b = (part.split() for part in args.pair)
+        return emit("pair", overrides=overrides, a=a, b=b, what="a's step over b's",
+                    **bench_pair(overrides, a, b, args.pairs))
     names = (list(VARIANTS) if args.variants == "all" else args.variants.split(",")
              if args.variants else QUICK if args.quick else DEFAULT)
     unknown = [n for n in names if n not in VARIANTS]
@@ -434,7 +449,7 @@ def main(argv: list[str] | None = None) -> None:
     if "steps" not in skip:
         bench_steps(names, args.rounds or (5 if args.quick else 8), args.steps, dataset)
     if "health" not in skip:
-        bench_health(dataset)
+        bench_health(dataset, args.pairs)
     if "sample" not in skip:
         bench_sample(dataset)
     if "eval" not in skip:

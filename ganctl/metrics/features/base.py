@@ -56,7 +56,7 @@ def inference_function(model, preprocess=None):
     """
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)  # no control flow to convert
     def forward(batch):
         batch = tf.cast(batch, tf.float32)
         outputs = model(preprocess(batch) if preprocess else batch, training=False)
