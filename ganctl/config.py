@@ -234,7 +234,9 @@ class TrainConfig:
     # diffaug, ada: the transforms, applied in this order; e.g. train.augment_policy=[translation,cutout]
     augment_policy: List[str] = field(default_factory=lambda: ["color", "translation", "cutout"])
     ada_target: float = fraction(0.6)   # ada: the r_t = E[sign D(real)] that p steers toward
-    ada_kimg: float = positive(500.0)   # ada: thousands of images for p to go from 0 to 1 at most
+    # ada: thousands of images for p to go from 0 to 1 at most; null: 5% of the run, at most
+    # ADA's 500 (training/augment.py: its 500 is ~2% of a 25,000 kimg run, too slow for a short one)
+    ada_kimg: Optional[float] = positive(None)
     on_nan: str = one_of("stop", ("stop", "rollback"))
     nan_retries: int = positive(3)      # rollback: attempts before giving up
     sample_grid: int = positive(64)     # images in each snapshot grid

@@ -25,6 +25,7 @@ from ganctl.models.common import is_conditional
 from ganctl.models.mode_coverage import check_pack
 from ganctl.replicas import is_chief_process, replicas
 from ganctl.reporting import EARLY_STOP
+from ganctl.training.augment import ada_kimg
 from ganctl.training.distribute import check_strategy, make_strategy
 from ganctl.training.health import HealthMonitor, describe
 from ganctl.training.tb_summaries import write_image, write_text
@@ -64,6 +65,11 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
     log.info("precision %s (train.precision=%s), %d replica(s) (train.strategy=%s)%s",
              state.precision, t.precision, replicas(strategy), t.strategy,
              "" if chief else "; this worker writes nothing, the chief writes the run")
+    if t.augment == "ada":
+        log.info("ada: p can go from 0 to 1 in %.3g kimg (train.ada_kimg=%s) of the run's %.0f kimg",
+                 ada_kimg(t, state.images_per_step),
+                 "null" if t.get("ada_kimg") is None else t.ada_kimg,
+                 t.steps * state.images_per_step / 1000)
 
     # --- Checkpoint: restore the latest when resuming ------------------------------------------
     checkpoints = Checkpoints(run_dir / rundir.CHECKPOINT_DIR, t.keep_checkpoints,

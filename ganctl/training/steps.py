@@ -14,7 +14,7 @@ from ganctl.errors import UserError
 from ganctl.models.common import is_conditional
 from ganctl.models.mode_coverage import couples_examples
 from ganctl.replicas import per_replica_loss, replica_rows, replica_slice
-from ganctl.training.augment import make_augment
+from ganctl.training.augment import ada_kimg, make_augment
 from ganctl.training.ema import ema_schedule
 from ganctl.training.lr_schedule import apply_lr_schedule, lr_scale
 from ganctl.training.health import SIGNALS, overfitting_heuristic, step_signals
@@ -194,9 +194,9 @@ def compile_step(state, replica_update, value_names):
 
     def adapt_augment_probability(r_t):
         """ADA's rule: p moves toward the r_t target by at most images/(ada_kimg * 1000) per
-        step (the paper's speed: 0 to 1 in 500k images), once per step rather than every 4."""
+        step (0 to 1 in ada_kimg thousand images), once per step rather than every 4."""
         p = state.augment_probability
-        speed = state.images_per_step / (t.ada_kimg * 1000.0)
+        speed = state.images_per_step / (ada_kimg(t, state.images_per_step) * 1000.0)
         p.assign(ops.clip(p + ops.sign(r_t - t.ada_target) * speed, 0.0, 1.0))
         return ops.cast(p, "float32")
 
