@@ -193,6 +193,9 @@ class LossConfig:
     d_steps_per_g_step: int = positive(1)  # critic updates per generator update (WGAN-GP uses 5)
     gp_weight: float = non_negative(0.0)  # gradient penalty weight (lambda); 0 disables it
     r1_weight: float = non_negative(0.0)  # R1 penalty on real images (gamma, Mescheder 2018); 0 off
+    # R1 on every k-th step only, at k x the weight: the same penalty on average for 1/k of its
+    # cost (StyleGAN2's lazy regularisation, Karras et al. 2020, used 16); 1: every step
+    r1_every: int = positive(1, "a whole number >= 1 (1: R1 on every step)")
 
 
 @dataclass
@@ -566,6 +569,10 @@ def check_train_run(cfg) -> None:
         raise UserError("model.discriminator.batch_norm=true cannot be combined with a gradient "
                         f"penalty ({', '.join(penalties)}); set model.discriminator.batch_norm=false "
                         "or drop the penalty.")
+    if cfg.loss.get("r1_every", 1) > 1 and not cfg.loss.r1_weight:
+        raise UserError(f"loss.r1_every={cfg.loss.r1_every} spaces out the R1 penalty, but "
+                        "loss.r1_weight=0 turns it off; set loss.r1_weight too (e.g. "
+                        "loss.r1_weight=0.1), or leave loss.r1_every out.")
     if t.update_rule == "simultaneous" and cfg.loss.d_steps_per_g_step != 1:
         raise UserError("train.update_rule=simultaneous updates D and G from one forward pass, "
                         f"so it needs loss.d_steps_per_g_step=1 (got {cfg.loss.d_steps_per_g_step}); "

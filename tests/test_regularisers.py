@@ -189,6 +189,42 @@ def test_r1_reaches_the_discriminators_weights_inside_tf_function():
     assert float(penalty) > 0 and all(g is not None and np.any(g.numpy() != 0) for g in kernels)
 
 
+@pytest.mark.parametrize("path", LOSS_FILES, ids=lambda p: p.stem)
+def test_lazy_r1_is_k_times_the_penalty_on_every_kth_step_and_absent_between(path):
+    """loss.r1_every=4 in a graph without autograph, as the compiled step runs it: R1 = gamma /
+    2 * ||w||^2 times 4 on steps 0 and 4, nothing on steps 1-3 (the loss's own penalty stays),
+    and D's weights get R1's gradient only on the R1 steps."""
+    rng = np.random.default_rng(6)
+    weights = rng.normal(size=16)
+    weights *= 3.0 / np.linalg.norm(weights)
+    images = rng.uniform(-1, 1, size=(8, 4, 4, 1)).astype("float32")
+    loss = build_loss(path, r1_weight=2.0, r1_every=4)
+    critic = linear_critic(weights)
+    own = loss.gp_weight * (3.0 - 1.0) ** 2
+    seed_generator = keras.random.SeedGenerator(0)
+
+    @tf.function(autograph=False)
+    def penalty_and_gradient(step):
+        with tf.GradientTape() as tape:
+            penalty = loss.penalty(critic, images, images, seed_generator, step)
+        return penalty, tape.gradient(penalty, critic.trainable_variables)[0]
+
+    for step in range(6):
+        penalty, gradient = penalty_and_gradient(tf.constant(step, tf.int64))
+        r1 = 4 * 2.0 / 2 * 3.0 ** 2 if step % 4 == 0 else 0.0
+        np.testing.assert_allclose(float(penalty), r1 + own, rtol=1e-4)
+        # d(gamma/2 ||w||^2)/dw = gamma w; the own penalty of WGAN-GP adds its share.
+        own_gradient = loss.gp_weight * 2 * (3.0 - 1.0) * weights / 3.0
+        expected = (4 * 2.0 * weights if step % 4 == 0 else 0.0) + own_gradient
+        np.testing.assert_allclose(np.ravel(gradient), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_r1_every_without_r1_is_one_paragraph(compose_cfg):
+    with pytest.raises(UserError) as caught:
+        compose_cfg(["dataset=ring", "loss.r1_every=16"])
+    assert "loss.r1_every=16" in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_every_loss_accepts_r1_weight_and_checks_it():
     for path in LOSS_FILES:
         assert "r1_weight" in inspect.signature(registry.resolve_target(
@@ -292,3 +328,19 @@ def test_diffaug_run_differs_from_a_plain_one(compose_cfg, data_overrides, tmp_p
         row = json.loads((tmp_path / augment / "metrics.jsonl").read_text().splitlines()[0])
         losses[augment] = row["d_loss"]
     assert np.isfinite(losses["diffaug"]) and losses["diffaug"] != losses["none"]
+
+
+def test_a_lazy_r1_run_reports_r1_as_last_measured(compose_cfg, tmp_path):
+    """loss.r1_every=4: the logged gp changes only on the steps that compute R1 (the 1st, 5th,
+    9th: the step counter is 0, 4, 8 in them) and holds R1's value, never 0, in between."""
+    import json
+
+    from ganctl.training.loop import train
+
+    cfg = compose_cfg(["dataset=ring", "loss.r1_weight=1.0", "loss.r1_every=4", "train.steps=12",
+                       "train.log_every=1", "train.progress=false", "train.health=false"])
+    train(cfg, tmp_path)
+    gp = [json.loads(line)["gp"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(gp) == 12 and all(value > 0 for value in gp)
+    changed = [i + 1 for i in range(1, 12) if gp[i] != gp[i - 1]]
+    assert changed == [5, 9]

@@ -9,8 +9,9 @@ class Loss(abc.ABC):
 
     discriminator_loss(real_logits, fake_logits) -> scalar
     generator_loss(fake_logits) -> scalar
-    penalty(discriminator, real_images, fake_images, seed_generator) -> scalar: the loss's own
-        penalty (own_penalty; WGAN-GP's gradient penalty) plus the R1 penalty of any loss.
+    penalty(discriminator, real_images, fake_images, seed_generator, step) -> scalar: the loss's
+        own penalty (own_penalty; WGAN-GP's gradient penalty) plus the R1 penalty of any loss
+        (on steps that are multiples of r1_every).
     probability(logits) -> what is logged as D(x): sigmoid for the BCE losses, identity otherwise.
 
     The constructor takes the arguments every loss takes, so a subclass needs no __init__
@@ -24,9 +25,10 @@ class Loss(abc.ABC):
     boundary = 0.0
     gp_weight = 0.0     # only WGAN-GP has a gradient penalty; read by the tests of every loss
 
-    def __init__(self, d_steps_per_g_step: int = 1, r1_weight: float = 0.0):
+    def __init__(self, d_steps_per_g_step: int = 1, r1_weight: float = 0.0, r1_every: int = 1):
         self.d_steps_per_g_step = d_steps_per_g_step
         self.r1_weight = float(r1_weight)
+        self.r1_every = int(r1_every)
 
     @abc.abstractmethod
     def discriminator_loss(self, real_logits, fake_logits):
@@ -36,11 +38,19 @@ class Loss(abc.ABC):
     def generator_loss(self, fake_logits):
         """Scalar loss G minimises, from D's raw outputs on a fake batch."""
 
-    def penalty(self, discriminator, real_images, fake_images, seed_generator):
-        total = self.own_penalty(discriminator, real_images, fake_images, seed_generator)
-        if self.r1_weight > 0:
-            total = total + r1_penalty(discriminator, real_images, self.r1_weight)
-        return total
+    def penalty(self, discriminator, real_images, fake_images, seed_generator, step=None):
+        """`step`: the training step (a tensor) that r1_every counts; None: R1 at every call."""
+        own, r1 = self.penalty_parts(discriminator, real_images, fake_images, seed_generator, step)
+        return own + r1
+
+    def penalty_parts(self, discriminator, real_images, fake_images, seed_generator, step=None):
+        """(the loss's own penalty, the R1 term added at this step): kept apart so the step can
+        report lazy R1 (r1_every > 1) as the penalty it stands for, not as 0 or k x R1."""
+        own = self.own_penalty(discriminator, real_images, fake_images, seed_generator)
+        if self.r1_weight == 0:
+            return own, 0.0
+        return own, lazy_r1_penalty(discriminator, real_images, self.r1_weight, self.r1_every,
+                                    step)
 
     def own_penalty(self, discriminator, real_images, fake_images, seed_generator):
         return 0.0
@@ -81,3 +91,16 @@ def r1_penalty(discriminator, real_images, r1_weight: float):
 
     gradients = input_gradients(discriminator, real_images)
     return 0.5 * r1_weight * ops.mean(ops.sum(ops.square(gradients), axis=1))
+
+
+def lazy_r1_penalty(discriminator, real_images, r1_weight: float, every: int, step):
+    """R1 at `every` x the weight on steps that are multiples of `every`, else 0 (StyleGAN2's
+    lazy regularisation): the same expected penalty, its second-order pass on 1/every of steps."""
+    if every == 1 or step is None:
+        return r1_penalty(discriminator, real_images, r1_weight)
+    import tensorflow as tf
+
+    # tf.cond runs one branch, so the other steps skip R1's input-gradient pass entirely.
+    return tf.cond(tf.equal(step % every, 0),
+                   lambda: r1_penalty(discriminator, real_images, r1_weight * every),
+                   lambda: tf.zeros((), "float32"))

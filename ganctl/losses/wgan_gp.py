@@ -27,8 +27,10 @@ class WassersteinGP(Loss):
 
     boundary = None  # a critic's offset means nothing
 
-    def __init__(self, d_steps_per_g_step: int = 1, gp_weight: float = 0.0, r1_weight: float = 0.0):
-        super().__init__(d_steps_per_g_step=d_steps_per_g_step, r1_weight=r1_weight)
+    def __init__(self, d_steps_per_g_step: int = 1, gp_weight: float = 0.0, r1_weight: float = 0.0,
+                 r1_every: int = 1):
+        super().__init__(d_steps_per_g_step=d_steps_per_g_step, r1_weight=r1_weight,
+                         r1_every=r1_every)
         self.gp_weight = float(gp_weight)
 
     def discriminator_loss(self, real_logits, fake_logits):

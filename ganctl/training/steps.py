@@ -97,8 +97,10 @@ def make_train_step(state):
 
     def penalty_of(real_images, fake_images, labels):
         # Penalties see D as a function of images alone, at the batch's labels.
-        return loss.penalty(lambda images, training=True: critic(images, labels), real_images,
-                            fake_images, seed_generator)
+        own, r1 = loss.penalty_parts(lambda images, training=True: critic(images, labels),
+                                     real_images, fake_images, seed_generator, state.step)
+        probe().update(r1_added=r1)
+        return own + r1
 
     def discriminator_update(real_images, labels):
         fake_images = fakes(labels)  # outside the tape: no gradient into G
@@ -164,19 +166,40 @@ def make_train_step(state):
             "d_real": ops.mean(ops.cast(loss.probability(real_logits), "float32")),
             "d_fake": ops.mean(ops.cast(loss.probability(fake_logits), "float32")),
         }
+        if lazy_r1:
+            values["r1_added"] = ops.cast(probe().pop("r1_added"), "float32")
+        else:
+            probe().pop("r1_added", None)
         if t.health:
             values.update(step_signals(loss, real_logits, fake_logits, **probe()))
         if t.augment == "ada" and "r_t" not in values:
             values["r_t"] = overfitting_heuristic(loss, real_logits, fake_logits)
         return values
 
-    return compile_step(state, replica_update, value_names(t))
+    # loss.r1_every=k adds k x R1 on one step in k and nothing between; "gp" reports R1 as last
+    # measured instead (R1 at loss.r1_weight), so a log or TensorBoard never shows it as off.
+    lazy_r1 = loss.r1_weight > 0 and loss.r1_every > 1
+    with strategy.scope():
+        r1_shown = tf.Variable(0.0, trainable=False, name="r1_shown") if lazy_r1 else None
+
+    def report_lazy_r1(values):
+        added = values.pop("r1_added")
+        # A NaN shown (then rolled back, train.on_nan) is replaced at once, not k steps later.
+        measured = (state.step % loss.r1_every == 0) | ~tf.math.is_finite(r1_shown)
+        r1_shown.assign(tf.where(measured, added / loss.r1_every, r1_shown))
+        values["gp"] = values["gp"] - added + r1_shown
+        return values
+
+    return compile_step(state, replica_update, value_names(t),
+                        report_lazy_r1 if lazy_r1 else None)
 
 
-def compile_step(state, replica_update, value_names):
+def compile_step(state, replica_update, value_names, reduced_values=None):
     """The tf.function around `replica_update(*batch) -> {name: float32 value}` (replica
     context): runs it on every replica, averages the values, updates the EMA copy, counts the
     step, records the first non-finite loss, and does `steps_per_call` steps per call.
+    `reduced_values(values) -> values` (cross-replica, before the step is counted) may turn
+    the averaged values into the reported ones.
     Shared by the noise -> image step above and the translation steps (translation_step.py)."""
     t = state.train
     step, strategy, steps_per_call = state.step, state.strategy, t.steps_per_call
@@ -208,6 +231,8 @@ def compile_step(state, replica_update, value_names):
         # Equal shares, so the mean of the replicas' means is the global batch's mean.
         values = {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
                   for name, value in per_replica.items()}
+        if reduced_values is not None:
+            values = reduced_values(values)
         if state.averages:
             update_ema()
         if state.augment_probability is not None:

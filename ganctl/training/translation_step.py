@@ -55,7 +55,8 @@ def make_pix2pix_step(state):
                     # A penalty (wgan_gp, r1_weight) sees D as a function of the output, at
                     # this input.
                     penalty = loss.penalty(lambda b, training=True: judge(real_a, b), real_b,
-                                           tf.stop_gradient(fake_b), seed_generator)
+                                           tf.stop_gradient(fake_b), seed_generator,
+                                           state.step)
                     d_scaled = d_optimizer.scale_loss(per_replica_loss(d_loss + penalty,
                                                                        strategy))
                 d_grads = d_tape.gradient(d_scaled, discriminator.trainable_variables)
