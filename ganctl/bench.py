@@ -13,10 +13,10 @@ does; `ratio` is what a user waits for. Ratios, never asserts (nanoGPT's bench.p
 `health_cost_paired` times the health signals' cost finer: both steps in one process, called in
 turn on the same batch, plus their FLOPs counted from the graphs.
 
-    python -m ganctl.bench                  # the variants of the README table, ~4 min on 2 cores
+    python -m ganctl.bench                  # README's variants (~4 min on 2 cores) + health pair (~2)
     python -m ganctl.bench --quick          # reference, ganctl preset, bf16, health off; ~2 min
     python -m ganctl.bench --variants all   # adds mixed_float16 (a GPU option; slow on CPUs)
-    python -m ganctl.bench --pair "dataset=grid" "loss.r1_weight=0.03" "loss.r1_weight=0"
+    python -m ganctl.bench --pair "dataset=grid" "loss.r1_every=16" "loss.r1_weight=0" --pairs 800
 """
 from __future__ import annotations
 
