@@ -21,9 +21,10 @@ train: $(STAMP)  ## train on the default config (MNIST, DCGAN, non-saturating lo
 	$(VENV)/bin/ganctl train
 
 # worksteal: an idle worker takes queued tests from a busy one, so a few minute-long end-to-end
-# tests queued late on one worker do not leave the other idle at the end.
+# tests queued late on one worker do not leave the other idle at the end. --durations: the
+# slowest tests, printed in every CI log, so the ~10-minute budget shows where it goes.
 test: $(STAMP) lint  ## ruff, then the whole test suite (what CI runs)
-	$(PY) -m pytest -q -n auto --dist worksteal
+	$(PY) -m pytest -q -n auto --dist worksteal --durations=15
 
 test-fast: $(STAMP)  ## the suite without the slow end-to-end tests
 	$(PY) -m pytest -q -n auto --dist worksteal -m "not slow"
