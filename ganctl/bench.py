@@ -16,7 +16,7 @@ turn on the same batch, plus their FLOPs counted from the graphs.
     python -m ganctl.bench                  # README's variants (~4 min on 2 cores) + health pair (~2)
     python -m ganctl.bench --quick          # reference, ganctl preset, bf16, health off; ~2 min
     python -m ganctl.bench --variants all   # adds mixed_float16 (a GPU option; slow on CPUs)
-    python -m ganctl.bench --pair "dataset=grid" "loss.r1_every=16" "loss.r1_weight=0" --pairs 800
+    python -m ganctl.bench --pair "dataset=grid" "loss.r1_every=4" "loss.r1_weight=0" --pairs 800
 """
 from __future__ import annotations
 

@@ -238,7 +238,7 @@ class TrainConfig:
     augment_policy: List[str] = field(default_factory=lambda: ["color", "translation", "cutout"])
     # ada: the r_t = E[sign D(real)] that p steers toward. ADA's 0.6 was set for StyleGAN2; here a
     # D that does not overfit sat at r_t 0.3-0.42 and one that does at 0.55-0.68, so at 0.6 p
-    # barely moved (2,000 Fashion-MNIST images, strong D: FID 32.7 at 0.6, 26.0 at 0.4; README)
+    # barely moved (2,000 Fashion-MNIST images, strong D, ~20 kimg speed: FID 32.7 at 0.6, 26.0 at 0.4)
     ada_target: float = fraction(0.4)
     # ada: thousands of images for p to go from 0 to 1 at most; null: 5% of the run, at most
     # ADA's 500 (training/augment.py: its 500 is ~2% of a 25,000 kimg run, too slow for a short one)
