@@ -13,26 +13,81 @@ ADA = ["dataset=mnist", "dataset.limit=32", "train.batch_size=16", "train.augmen
        "train.ada_kimg=0.1", "train.checkpoint_every=3", "train.deterministic=true"]
 
 
-def test_ada_probability_follows_r_t_and_resumes_bit_identically(compose_cfg, tmp_path):
+def test_ada_moves_p_every_4_steps_by_their_mean_r_t_and_resumes_bit_identically(
+        compose_cfg, tmp_path):
+    from ganctl.training.augment import ADA_INTERVAL
     from ganctl.training.loop import train
 
     straight, split = tmp_path / "straight", tmp_path / "split"
     for run in (straight, split):
         run.mkdir()
-    train(compose_cfg([*ADA, "train.steps=6"]), straight)
-    train(compose_cfg([*ADA, "train.steps=3"]), split)
-    train(compose_cfg([*ADA, "train.steps=6"]), split, resuming=True)
+    train(compose_cfg([*ADA, "train.steps=9"]), straight)
+    # Stopped at step 6, in the middle of an interval: the r_t sum so far is in the checkpoint.
+    train(compose_cfg([*ADA, "train.steps=6"]), split)
+    train(compose_cfg([*ADA, "train.steps=9"]), split, resuming=True)
 
-    a, b = tensors(straight / "checkpoints/ckpt-6"), tensors(split / "checkpoints/ckpt-6")
+    a, b = tensors(straight / "checkpoints/ckpt-9"), tensors(split / "checkpoints/ckpt-9")
     assert a.keys() == b.keys()
     # Every variable; the object graph's bookkeeping differs between train() calls in one process.
     assert [k for k in a if not np.array_equal(a[k], b[k])] == ["_CHECKPOINTABLE_OBJECT_GRAPH"]
-    p = a["augment_p/.ATTRIBUTES/VARIABLE_VALUE"]
     rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
-    # r_t starts above the 0.4 target on 32 images, so p rises by 0.16 a step (clipped at 1).
-    assert [r["augment_p"] for r in rows][-1] == p
-    steps = [round(r["augment_p"] / 0.16) for r in rows if r["r_t"] > 0.4]
-    assert p > 0 and steps[:2] == [1, 2]
+    assert [r["step"] for r in rows] == list(range(1, 10))
+    # p holds for 4 steps, then moves by 4 x 16 / 100 = 0.64 toward the 0.4 target, by the
+    # sign of the mean r_t of those 4 steps' real batches (clipped to [0, 1]).
+    expected, p = [], np.float32(0.0)
+    for r in rows:
+        if r["step"] % ADA_INTERVAL == 0:
+            mean = np.mean([q["r_t"] for q in rows[r["step"] - ADA_INTERVAL:r["step"]]])
+            p = np.clip(p + np.sign(mean - 0.4) * np.float32(0.64), 0, 1)
+        expected.append(float(p))
+    assert np.allclose([r["augment_p"] for r in rows], expected, atol=1e-6)
+    assert expected[3] > 0  # r_t on 32 images starts above the target: p rose at step 4
+    assert a["augment_p/.ATTRIBUTES/VARIABLE_VALUE"] == rows[-1]["augment_p"]
+    assert a["augment_r_t/.ATTRIBUTES/VARIABLE_VALUE"] == np.float32(rows[-1]["r_t"])  # step 9's
+
+
+def test_ada_with_p_held_at_0_trains_exactly_as_no_augmentation(compose_cfg, tmp_path):
+    """Augmentation draws from its own seeds: with p kept near 0 (0 to 1 in 10^9 kimg), so no
+    image is augmented, every weight, G's noise included, is what train.augment=none gives."""
+    from ganctl.training.loop import train
+
+    runs = {name: tmp_path / name for name in ("none", "ada")}
+    common = ["dataset=mnist", "dataset.limit=32", "train.batch_size=16", "train.steps=6",
+              "train.deterministic=true"]
+    for run in runs.values():
+        run.mkdir()
+    train(compose_cfg(common), runs["none"])
+    train(compose_cfg([*common, "train.augment=ada", "train.ada_kimg=1e9"]), runs["ada"])
+    none, ada = (tensors(run / "checkpoints/ckpt-6") for run in runs.values())
+    assert ada["augment_p/.ATTRIBUTES/VARIABLE_VALUE"] < 1e-6
+    ada_only = {k for k in ada if k.startswith("augment_")} | {"_CHECKPOINTABLE_OBJECT_GRAPH"}
+    assert set(ada) - ada_only == set(none) - {"_CHECKPOINTABLE_OBJECT_GRAPH"}
+    assert [k for k in set(ada) - ada_only if not np.array_equal(ada[k], none[k])] == []
+
+
+def test_a_run_from_before_the_r_t_sum_resumes(compose_cfg, tmp_path, caplog):
+    """A checkpoint written without ada's r_t sum (by ganctl before it) still resumes."""
+    from ganctl.core.checkpoints import Checkpoints
+    from ganctl.core.components import build_dataset
+    from ganctl.core.state import build_training_state
+    from ganctl.training.loop import train
+
+    cfg = compose_cfg([*ADA, "train.steps=6"])
+    train(cfg, tmp_path)
+    directory = tmp_path / "checkpoints"
+    trackables = build_training_state(cfg, build_dataset(cfg.dataset)).trackables()
+    Checkpoints(directory, **trackables).restore(6)
+    # ckpt-6 rewritten as the older ganctl wrote it: every other object, with the same values.
+    del trackables["augment_r_t"]
+    for path in directory.glob("ckpt-*"):
+        path.unlink()
+    Checkpoints(directory, **trackables).save(6)
+    assert "augment_r_t/.ATTRIBUTES/VARIABLE_VALUE" not in tensors(directory / "ckpt-6")
+
+    with caplog.at_level("INFO", logger="ganctl"):
+        train(compose_cfg([*ADA, "train.steps=9"]), tmp_path, resuming=True)
+    assert "was written before ganctl saved augment_r_t" in caplog.text
+    assert Checkpoints(directory).steps()[-1] == 9
 
 
 def test_a_run_without_ada_keeps_its_checkpoint_layout(compose_cfg, tmp_path):
@@ -78,9 +133,11 @@ def test_the_compiled_step_moves_p_at_the_resolved_speed(compose_cfg):
 
     from ganctl.core.components import build_dataset
     from ganctl.core.state import build_training_state
+    from ganctl.training.augment import ADA_INTERVAL
     from ganctl.training.steps import make_train_step
 
-    def one_step_of_p(overrides):
+    def p_moves(overrides):
+        """How far p moved after each of the first ADA_INTERVAL steps."""
         cfg = compose_cfg(["dataset=mnist", "dataset.limit=32", "train.batch_size=16",
                            "train.augment=ada", *overrides])
         keras.utils.set_random_seed(0)
@@ -88,11 +145,14 @@ def test_the_compiled_step_moves_p_at_the_resolved_speed(compose_cfg):
         state = build_training_state(cfg, dataset)
         step = make_train_step(state)
         state.augment_probability.assign(0.5)  # mid-range, so neither direction is clipped
-        step(*next(iter(dataset.tf_dataset(16, seed=0))))
-        # 16 reals give r_t in steps of 1/8, never the 0.4 target itself: p always moves.
-        return abs(float(state.augment_probability.numpy()) - 0.5)
+        moved = []
+        for batch in dataset.tf_dataset(16, seed=0).take(ADA_INTERVAL):
+            step(*batch)
+            moved.append(round(abs(float(state.augment_probability.numpy()) - 0.5), 6))
+        # 4 x 16 reals give a mean r_t in steps of 1/32, never the 0.4 target: p always moves.
+        return moved
 
-    # batch 16: 250 steps are 4 kimg, 5% of it 0.2 kimg, so p moves 16 / 200 per step.
-    assert abs(one_step_of_p(["train.steps=250"]) - 0.08) < 1e-6
-    assert abs(one_step_of_p(["train.steps=500"]) - 0.04) < 1e-6
-    assert abs(one_step_of_p(["train.steps=250", "train.ada_kimg=0.1"]) - 0.16) < 1e-6
+    # batch 16: 250 steps are 4 kimg, 5% of it 0.2 kimg, so 4 steps move p by 64 / 200.
+    assert p_moves(["train.steps=250"]) == [0, 0, 0, 0.32]
+    assert p_moves(["train.steps=500"]) == [0, 0, 0, 0.16]
+    assert p_moves(["train.steps=250", "train.ada_kimg=0.8"]) == [0, 0, 0, 0.08]

@@ -38,12 +38,27 @@ def rng_states(model) -> list:
 
 
 class Checkpoints:
-    def __init__(self, directory: Path, keep: int | None = None, **trackables):
+    def __init__(self, directory: Path, keep: int | None = None, added_later: tuple = (),
+                 **trackables):
+        """`added_later`: names of trackables that checkpoints of older ganctl versions lack; such
+        a checkpoint still restores whole, and those objects keep their initial values."""
         self.directory = Path(directory)
         self.keep = keep
-        self.checkpoint = tf.train.Checkpoint(**trackables)
-        # restore() creates save_counter; creating it now saves it too, so a full match can pass.
-        self.checkpoint.save_counter  # noqa: B018
+        self.trackables, self.added_later = trackables, added_later
+        self.checkpoint = _checkpoint(trackables)
+
+    def _checkpoint_for(self, path: str) -> tf.train.Checkpoint:
+        """The checkpoint object to restore `path` through: without the added-later objects it
+        lacks, so the full match still checks everything it holds."""
+        if not self.added_later:
+            return self.checkpoint
+        saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+        lacking = [name for name in self.added_later if name not in saved]
+        if not lacking:
+            return self.checkpoint
+        log.info("%s was written before ganctl saved %s: %s from the initial value", path,
+                 ", ".join(lacking), "it starts" if len(lacking) == 1 else "they start")
+        return _checkpoint({k: v for k, v in self.trackables.items() if k not in lacking})
 
     def steps(self) -> list[int]:
         """Steps with a complete checkpoint (its index, written last, and data), oldest first."""
@@ -131,7 +146,7 @@ class Checkpoints:
     def _restore_matching(self, path: str, partial: bool) -> None:
         status = None
         try:
-            status = self.checkpoint.restore(path)
+            status = self._checkpoint_for(path).restore(path)
             if partial:
                 status.expect_partial()
                 status.assert_existing_objects_matched()
@@ -205,6 +220,13 @@ class Checkpoints:
         return (f"could not write checkpoint {final}: {_first_line(err)}. The disk may be full. "
                 f"Nothing of this save was kept and {kept}. Free some space, then continue with: "
                 f"ganctl train resume={self.directory.parent}")
+
+
+def _checkpoint(trackables: dict) -> tf.train.Checkpoint:
+    checkpoint = tf.train.Checkpoint(**trackables)
+    # restore() creates save_counter; creating it now saves it too, so a full match can pass.
+    checkpoint.save_counter  # noqa: B018
+    return checkpoint
 
 
 def _damage(prefix: str) -> str | None:

@@ -25,6 +25,9 @@ from ganctl.replicas import replicas, synchronize_batch_norm
 # Checkpoint names of the usual pair's optimizers, as runs have always saved them; networks
 # added later get "<network>_optimizer".
 OPTIMIZER_NAMES = {"generator": "g_optimizer", "discriminator": "d_optimizer"}
+# What checkpoints of older ganctl versions lack, so their runs still resume (ada's r_t sum: an
+# old run's first adjustment of p sees one interval's sum from 0).
+ADDED_LATER = ("augment_r_t",)
 
 
 @dataclasses.dataclass
@@ -43,6 +46,8 @@ class TrainingState:
     d_steps: int                              # D updates per G update
     train: object                             # the train config node (options of the step)
     augment_probability: tf.Variable | None = None  # train.augment=ada's p, else None
+    augment_r_t_sum: tf.Variable | None = None   # ada: r_t summed over the steps since p last moved
+    augment_seeds: keras.random.SeedGenerator | None = None  # diffaug, ada (training/augment.py)
     translation: object = None                # model.translation of an image-to-image model
     # CycleGAN: each discriminator's history of fakes (core/image_pool.py), keyed like `networks`
     pools: dict = dataclasses.field(default_factory=dict)
@@ -80,7 +85,7 @@ class TrainingState:
                      layer_rngs=[s for network in self.networks.values()
                                  for s in rng_states(network)])
         if self.augment_probability is not None:  # only then: older runs restore as they were
-            found.update(augment_p=self.augment_probability)
+            found.update(augment_p=self.augment_probability, augment_r_t=self.augment_r_t_sum)
         return found
 
     def guarded(self) -> list:
@@ -125,8 +130,12 @@ def build_training_state(cfg, dataset, strategy=None) -> TrainingState:
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         first_nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
         seed_generator = keras.random.SeedGenerator(t.seed)
-        augment_probability = (tf.Variable(0.0, dtype=tf.float32, trainable=False, name="augment_p")
-                               if t.augment == "ada" else None)
+        ada = t.augment == "ada"
+        augment_probability, augment_r_t_sum = (
+            (tf.Variable(0.0, dtype=tf.float32, trainable=False, name="augment_p"),
+             tf.Variable(0.0, dtype=tf.float32, trainable=False, name="augment_r_t"))
+            if ada else (None, None))
+        augment_seeds = keras.random.SeedGenerator(t.seed) if t.augment != "none" else None
         pools = ({name: ImagePool(dataset.image_shape, translation.pool_size, seed=t.seed + i)
                   for i, name in enumerate(("discriminator", "discriminator_a"))}
                  if translation is not None and translation.kind == "cyclegan" else {})
@@ -138,6 +147,7 @@ def build_training_state(cfg, dataset, strategy=None) -> TrainingState:
                          seed_generator=seed_generator, strategy=strategy, precision=precision,
                          z_dim=cfg.model.z_dim, d_steps=cfg.loss.d_steps_per_g_step, train=t,
                          augment_probability=augment_probability,
+                         augment_r_t_sum=augment_r_t_sum, augment_seeds=augment_seeds,
                          translation=translation, pools=pools)
 
 

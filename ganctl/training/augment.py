@@ -4,8 +4,11 @@ Real and fake images alike pass through them before each D call, in the D step a
 so D cannot memorise a small training set while G still gets gradients through the transforms.
 The transforms follow the paper's code for images in [-1, 1]: colour (brightness, saturation,
 contrast), translation by up to 1/8 of the size with zero padding, cutout of a 1/2-size square.
-All randomness comes from one keras SeedGenerator, so runs are seeded and resume exactly, and
-each draw is one device's draw under train.strategy (replicas.replica_rows).
+Their randomness has a SeedGenerator of its own, reseeded every step from (seed, step): turning
+augmentation on leaves G's noise and every other draw of the run as they were (so
+`train.augment=ada` with p at 0 trains exactly as `none`), a resume continues it exactly with
+nothing more in the checkpoint, and each draw is one device's draw under train.strategy
+(replicas.replica_rows).
 """
 from __future__ import annotations
 
@@ -79,6 +82,12 @@ def cutout(images, seed_generator, ratio: float = 1 / 2):
 # 40.4 vs none 40.9), at 20 kimg (~5%) p followed r_t and FID fell to 32.7 (README, ADA table).
 ADA_RUN_SHARE = 0.05
 ADA_PAPER_KIMG = 500.0
+# ADA adjusts p once every 4 steps from r_t over their 4 real batches (256 images at batch 64):
+# from one batch of 64, r_t's noise moved p up to 0.5-0.64 on a D that never overfit (README).
+ADA_INTERVAL = 4
+# The augmentation seeds of a step are (step, seed x this + draw): a step draws far fewer, so no
+# two seeds share a draw.
+_DRAWS_PER_STEP = 1 << 16
 
 
 def ada_kimg(train_cfg, images_per_step: int) -> float:
@@ -88,6 +97,12 @@ def ada_kimg(train_cfg, images_per_step: int) -> float:
         return float(train_cfg.ada_kimg)
     run_kimg = train_cfg.steps * images_per_step / 1000.0
     return min(ADA_PAPER_KIMG, ADA_RUN_SHARE * run_kimg)
+
+
+def reseed(seed_generator, seed: int, step) -> None:
+    """Set the augmentation seeds for the step about to run: a pure function of (seed, step)."""
+    seed_generator.state.assign(ops.stack([ops.cast(step, "int64"),
+                                           ops.cast(seed * _DRAWS_PER_STEP, "int64")]))
 
 
 POLICIES = {"color": (brightness, saturation, contrast), "translation": (translation,),

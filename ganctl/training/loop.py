@@ -18,7 +18,7 @@ from ganctl import rundir
 from ganctl.core.checkpoints import Checkpoints
 from ganctl.core.components import build_dataset
 from ganctl.core.generators import generate
-from ganctl.core.state import TrainingState, build_training_state
+from ganctl.core.state import ADDED_LATER, TrainingState, build_training_state
 from ganctl.errors import Interrupted, TrainingDiverged, UserError
 from ganctl.images import save_snapshot, snapshot_columns
 from ganctl.models.common import is_conditional
@@ -73,7 +73,7 @@ def train(cfg, run_dir: Path, resuming: bool = False) -> dict:
 
     # --- Checkpoint: restore the latest when resuming ------------------------------------------
     checkpoints = Checkpoints(run_dir / rundir.CHECKPOINT_DIR, t.keep_checkpoints,
-                              **state.trackables())
+                              added_later=ADDED_LATER, **state.trackables())
     start_step = _restore(checkpoints, state, run_dir, chief) if resuming else 0
     batches = _Batches(dataset, state)
     first_real = batches.start(start_step)  # (images, labels)

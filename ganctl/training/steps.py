@@ -14,7 +14,7 @@ from ganctl.errors import UserError
 from ganctl.models.common import is_conditional
 from ganctl.models.mode_coverage import couples_examples
 from ganctl.replicas import per_replica_loss, replica_rows, replica_slice
-from ganctl.training.augment import ada_kimg, make_augment
+from ganctl.training.augment import ADA_INTERVAL, ada_kimg, make_augment, reseed
 from ganctl.training.ema import ema_schedule
 from ganctl.training.lr_schedule import apply_lr_schedule, lr_scale
 from ganctl.training.health import SIGNALS, overfitting_heuristic, step_signals
@@ -40,7 +40,7 @@ def make_train_step(state):
     the same logits, both gradients taken before either network changes. Less work per step (no
     second G and D forward), but a different algorithm, so it is an explicit choice.
     train.augment=diffaug: DiffAugment's transforms before every D call; ada: each with probability
-    p, which the step moves toward train.ada_target from r_t.
+    p, which the step moves toward train.ada_target from r_t every ADA_INTERVAL steps.
     A class-conditional pair (two-input G and D, e.g. cdcgan) gets the real batch's labels: G
     draws fakes of the same classes, so D compares real and fake class by class.
 
@@ -68,9 +68,9 @@ def make_train_step(state):
         return generator([z, labels] if conditional else z, training=training)
 
     # DiffAugment's transforms (each with probability p under ada), or the identity; their
-    # randomness is the state's seed generator.
-    augment = make_augment(t.augment_policy if t.augment != "none" else "none", seed_generator,
-                           state.augment_probability)
+    # randomness is a seed generator of their own, reseeded each step (compile_step).
+    augment = make_augment(t.augment_policy if t.augment != "none" else "none",
+                           state.augment_seeds, state.augment_probability)
 
     # train.health: what the updates compute anyway (gradients, both batches), for step_signals.
     # Per thread: MirroredStrategy traces each replica in a thread of its own, interleaved.
@@ -216,17 +216,24 @@ def compile_step(state, replica_update, value_names, reduced_values=None):
                     ema_weight.assign(weight)
 
     def adapt_augment_probability(r_t):
-        """ADA's rule: p moves toward the r_t target by at most images/(ada_kimg * 1000) per
-        step (0 to 1 in ada_kimg thousand images), once per step rather than every 4."""
-        p = state.augment_probability
-        speed = state.images_per_step / (ada_kimg(t, state.images_per_step) * 1000.0)
-        p.assign(ops.clip(p + ops.sign(r_t - t.ada_target) * speed, 0.0, 1.0))
+        """ADA's rule: every ADA_INTERVAL steps, p moves toward the target by the sign of r_t
+        over those steps' real batches, by their images / (ada_kimg * 1000) (so 0 to 1 takes
+        ada_kimg thousand images). The sum so far is checkpointed: a resume is exact."""
+        p, r_t_sum = state.augment_probability, state.augment_r_t_sum
+        r_t_sum.assign_add(r_t)
+        last_of_interval = (step + 1) % ADA_INTERVAL == 0  # `step` is not counted yet
+        speed = ADA_INTERVAL * state.images_per_step / (ada_kimg(t, state.images_per_step) * 1000.0)
+        moved = ops.clip(p + ops.sign(r_t_sum / ADA_INTERVAL - t.ada_target) * speed, 0.0, 1.0)
+        p.assign(tf.where(last_of_interval, moved, p))
+        r_t_sum.assign(tf.where(last_of_interval, 0.0, r_t_sum))
         return ops.cast(p, "float32")
 
     def one_step(*batch):
         # Cross-replica context: the rates are set once, before the replicas use them.
         apply_lr_schedule(state.optimizers, state.learning_rates,
                           lr_scale(step, t.steps, t.get("lr_decay_start")))
+        if state.augment_seeds is not None:
+            reseed(state.augment_seeds, t.seed, step)
         per_replica = strategy.run(replica_update, args=batch)
         # Equal shares, so the mean of the replicas' means is the global batch's mean.
         values = {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
