@@ -251,3 +251,32 @@ def test_build_extractor_asks_the_dataset_for_its_classifier(bars_classifier, ba
     assert extractor.image_shape == (16, 16, 1) and classifier_paths("bars")[0].is_file()
     assert sorted((cache / "classifiers").iterdir()) == cached
     assert [path.stat().st_mtime_ns for path in cached] == stamps
+
+
+def test_the_classifier_learns_every_training_image_whatever_the_runs_limit(cache, caplog):
+    """It is one scorer per dataset, cached for all runs: a run's dataset.limit (2,000 images in
+    the README's ADA table) must not decide what it learnt, nor a cache an older ganctl wrote."""
+    from ganctl.datasets.base import ArrayDataset
+
+    class LimitedBars(ArrayDataset):
+        image_shape, num_classes, classifier_key = Bars.image_shape, Bars.num_classes, "bars"
+
+        def __init__(self, limit=None):
+            self.limit = limit
+
+        def _read(self):
+            self.source = Bars.source
+            return {split: Bars().arrays(split) for split in ("train", "test")}
+
+    run_data = LimitedBars(limit=60)
+    assert len(run_data.arrays("train")[0]) == 60  # what the run trains on
+    extractor = build_extractor("auto", dataset=run_data, dataset_name="bars", classifier_epochs=1)
+    assert extractor.info["train_size"] == 300
+
+    # The cache as an older ganctl left it, from the run's 60 images, is trained again.
+    _, info_path = classifier_paths("bars")
+    info_path.write_text(json.dumps({**extractor.info, "train_size": 60}))
+    with caplog.at_level(logging.WARNING, logger="ganctl"):
+        again = build_extractor("auto", dataset=run_data, dataset_name="bars", classifier_epochs=1)
+    assert "it learnt 60 training images of the 300 there are" in caplog.text
+    assert again.info["train_size"] == 300 and json.loads(info_path.read_text())["train_size"] == 300

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import copy
 import contextlib
 import hashlib
 import logging
@@ -83,6 +84,15 @@ class ArrayDataset(Dataset):
     @abc.abstractmethod
     def _read(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """{"train": (x, y), "test": (x, y)}, read from wherever the dataset lives."""
+
+    def classifier_training_set(self) -> Dataset:
+        """Every training example, whatever dataset.limit: the feature classifier is one scorer,
+        cached per dataset, for all its runs, so runs trained on different shares compare."""
+        if self.limit is None:
+            return self
+        whole = copy.copy(self)
+        whole.limit, whole._loaded = None, None  # read again, so its source names no limit
+        return whole
 
     def _splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if self._loaded is None:

@@ -163,7 +163,7 @@ def load_or_train_classifier(dataset, dataset_name: str, epochs: int = 2,
     model_path, info_path = classifier_paths(dataset_name)
     if model_path.exists() or info_path.exists():
         try:
-            return _load_classifier(model_path, info_path, dataset)
+            return _load_classifier(model_path, info_path, dataset, train_limit)
         except Exception as err:  # noqa: BLE001  any damage means: do not trust it, rebuild it
             log.warning("The cached classifier %s is unusable (%s: %s); training a new one.",
                         model_path, type(err).__name__, err)
@@ -171,13 +171,18 @@ def load_or_train_classifier(dataset, dataset_name: str, epochs: int = 2,
                              seed, progress)
 
 
-def _load_classifier(model_path: Path, info_path: Path, dataset):
+def _load_classifier(model_path: Path, info_path: Path, dataset, train_limit: int | None):
     import keras
 
     info = json.loads(info_path.read_text())
     if info.get("architecture") != CLASSIFIER_ARCHITECTURE:
         raise ValueError(f"architecture {info.get('architecture')!r}, expected "
                          f"{CLASSIFIER_ARCHITECTURE!r}")
+    # Until Dec 2026 ganctl trained it on the evaluated run's dataset.limit share (2,000 images).
+    wanted = len(dataset.arrays("train", limit=train_limit)[0])
+    if info.get("train_size", wanted) < wanted:
+        raise ValueError(f"it learnt {info['train_size']:,} training images of the {wanted:,} "
+                         "there are (a run's dataset.limit), so it would score unlike the others")
     model = keras.models.load_model(model_path, compile=False, safe_mode=True)
     expected = (tuple(dataset.image_shape), int(dataset.num_classes))
     found = (tuple(model.input_shape[1:]), int(model.output_shape[-1]))
