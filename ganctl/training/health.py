@@ -86,7 +86,7 @@ def mean_pairwise_distance(images):
 WINDOW = 3              # logged steps a rule averages over: one noisy batch never warns
 SURE_FAKES = 0.9        # D overpowering: share of fakes D is sure of (healthy runs: < 0.5)
 SURE_FAKES_CLEAR = 0.6
-OVERFIT_R_T = 0.9       # D overfitting: r_t over this (train.ada_target: 0.5) ...
+OVERFIT_R_T = 0.9       # D overfitting: r_t over this (far above train.ada_target) ...
 OVERFIT_R_T_CLEAR = 0.8
 OVERFIT_EPOCHS = 50     # ... once each training image was shown this many times
 COLLAPSE = 0.15         # collapse: fakes' spread under this share of the reals' (healthy: >= 0.34)
