@@ -457,8 +457,15 @@ def share_of_steps(share: float, steps: int) -> int:
     return int(float(share) * int(steps))
 
 
+def without_penalty(*weights: float) -> bool:
+    """True when every penalty weight given is 0: a recipe writes
+    batch_norm: ${ganctl_without_penalty:${loss.gp_weight},${loss.r1_weight}}, so D gets batch
+    norm under the losses that allow it, and loss=wgan_gp still composes (check_train_run)."""
+    return all(float(weight) == 0 for weight in weights)
+
+
 RESOLVERS = {"ganctl_dir_name": short_dir_name, "ganctl_batch_lr": batch_scaled_lr,
-             "ganctl_share_of_steps": share_of_steps}
+             "ganctl_share_of_steps": share_of_steps, "ganctl_without_penalty": without_penalty}
 
 
 def register_configs() -> None:

@@ -46,7 +46,8 @@ def test_every_recipe_composes_applies_and_is_recorded(recipe, compose_cfg, data
         if key in ("train.batch_size", "train.log_every", "train.sample_grid"):  # TINY's
             continue
         if isinstance(value, str) and value.startswith("${"):  # e.g. a batch-scaled rate
-            context = OmegaConf.create({"train": OmegaConf.to_container(cfg.train), "_v": value})
+            context = OmegaConf.create({"train": OmegaConf.to_container(cfg.train),
+                                        "loss": OmegaConf.to_container(cfg.loss), "_v": value})
             assert OmegaConf.select(cfg, key) == context._v, key
         else:
             assert OmegaConf.select(cfg, key) == value, key
@@ -71,6 +72,27 @@ def test_a_batch_scaled_rate_follows_the_batch_unless_given(compose_cfg, data_ov
         given = compose_cfg([f"dataset={dataset}", f"model={model}", "train.batch_size=256",
                              "train.g_lr=0.001", *data_overrides[dataset]])
         assert given.train.g_lr == 0.001
+
+
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if "ganctl_without_penalty" in
+                                    (CONF / "recipe" / f"{r}.yaml").read_text()])
+@pytest.mark.parametrize("loss, batch_norm", [("ns", True), ("hinge", True), ("wgan_gp", False),
+                                              ("ns loss.r1_weight=0.1", False)])
+def test_a_recipes_d_batch_norm_gives_way_to_a_gradient_penalty(recipe, loss, batch_norm,
+                                                                compose_cfg, data_overrides):
+    """Batch norm makes D's verdict depend on the batch, which a per-example penalty forbids:
+    the recipe turns it on only where the loss has none, so every loss still starts."""
+    from ganctl.config import check_train_run
+
+    dataset, model = PAIRS[recipe]
+    cfg = compose_cfg([f"dataset={dataset}", f"model={model}", *f"loss={loss}".split(),
+                       *data_overrides[dataset]])
+    assert cfg.model.discriminator.batch_norm is batch_norm
+    check_train_run(cfg)
+    if batch_norm:  # and the command line still wins
+        off = compose_cfg([f"dataset={dataset}", f"model={model}", f"loss={loss}",
+                           "model.discriminator.batch_norm=false", *data_overrides[dataset]])
+        assert off.model.discriminator.batch_norm is False
 
 
 def test_a_pair_without_a_recipe_composes_without_one(compose_cfg, data_overrides):
