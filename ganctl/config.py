@@ -267,7 +267,9 @@ class TrainRunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     resume: Optional[str] = path()      # run directory to continue
-    recipe: Optional[str] = None        # set by the conf/recipe/<dataset>_<model>.yaml that applied
+    # set by the conf/recipe/<dataset>_<model>.yaml that applied; a recipe's measured settings
+    # beat the defaults listed here (`ganctl train [key=value ...] --cfg job` shows the result)
+    recipe: Optional[str] = None
 
 
 @dataclass
