@@ -53,3 +53,19 @@ def test_installed_wheel_finds_its_configs_from_any_directory(wheel, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith(str(site))
     assert "ganctl.datasets.mixtures.Ring" in result.stdout
+
+
+def test_a_checkout_finds_its_configs_without_an_editable_install():
+    """`python -m ganctl...` from the repository root, with no install on the path at all (-S:
+    no site-packages, so no editable finder): ./ganctl must still find ./conf as ganctl.conf."""
+    code = ("import ganctl, ganctl.conf; from importlib.resources import files; "
+            "print(ganctl.__file__); print(ganctl.conf.__file__); print((files('ganctl.conf') / 'train.yaml').is_file()); "
+            "print(sorted(p.name for p in (files('ganctl.conf') / 'recipe').iterdir())[:1])")
+    result = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == str(ROOT / "ganctl" / "__init__.py")
+    assert lines[1] == str(ROOT / "conf" / "__init__.py")
+    assert lines[2] == "True"
+    assert lines[3].endswith(".yaml']")
