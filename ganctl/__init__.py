@@ -24,7 +24,7 @@ def _use_the_checkouts_configs() -> None:
     module = importlib.util.module_from_spec(spec)
     sys.modules["ganctl.conf"] = module
     spec.loader.exec_module(module)
-    setattr(sys.modules[__name__], "conf", module)   # what the import system does for submodules
+    sys.modules[__name__].conf = module   # what the import system does for a submodule
 
 
 _use_the_checkouts_configs()

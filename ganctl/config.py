@@ -466,8 +466,16 @@ def without_penalty(*weights: float) -> bool:
     return all(float(weight) == 0 for weight in weights)
 
 
+def simultaneous_if_one_d_step(d_steps_per_g_step: int) -> str:
+    """"simultaneous" when the loss takes one D step per G step, else "alternating": a recipe
+    writes update_rule: ${ganctl_simultaneous_if_one_d_step:${loss.d_steps_per_g_step}}, so
+    loss=wgan_gp (5 critic steps, which the simultaneous update cannot take) still composes."""
+    return "simultaneous" if int(d_steps_per_g_step) == 1 else "alternating"
+
+
 RESOLVERS = {"ganctl_dir_name": short_dir_name, "ganctl_batch_lr": batch_scaled_lr,
-             "ganctl_share_of_steps": share_of_steps, "ganctl_without_penalty": without_penalty}
+             "ganctl_share_of_steps": share_of_steps, "ganctl_without_penalty": without_penalty,
+             "ganctl_simultaneous_if_one_d_step": simultaneous_if_one_d_step}
 
 
 def register_configs() -> None:

@@ -59,7 +59,8 @@ def test_a_checkout_finds_its_configs_without_an_editable_install():
     """`python -m ganctl...` from the repository root, with no install on the path at all (-S:
     no site-packages, so no editable finder): ./ganctl must still find ./conf as ganctl.conf."""
     code = ("import ganctl, ganctl.conf; from importlib.resources import files; "
-            "print(ganctl.__file__); print(ganctl.conf.__file__); print((files('ganctl.conf') / 'train.yaml').is_file()); "
+            "print(ganctl.__file__); print(ganctl.conf.__file__); "
+            "print((files('ganctl.conf') / 'train.yaml').is_file()); "
             "print(sorted(p.name for p in (files('ganctl.conf') / 'recipe').iterdir())[:1])")
     result = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, capture_output=True,
                             text=True)

@@ -95,6 +95,26 @@ def test_a_recipes_d_batch_norm_gives_way_to_a_gradient_penalty(recipe, loss, ba
         assert off.model.discriminator.batch_norm is False
 
 
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if "ganctl_simultaneous_if_one_d_step"
+                                    in (CONF / "recipe" / f"{r}.yaml").read_text()])
+@pytest.mark.parametrize("loss, rule", [("ns", "simultaneous"), ("hinge", "simultaneous"),
+                                        ("wgan_gp", "alternating")])
+def test_a_recipes_simultaneous_update_gives_way_to_several_d_steps(recipe, loss, rule,
+                                                                  compose_cfg, data_overrides):
+    """The simultaneous update takes one D step per G step: under WGAN-GP's 5 critic steps the
+    recipe falls back to alternating updates, so every loss still starts."""
+    from ganctl.config import check_train_run
+
+    dataset, model = PAIRS[recipe]
+    cfg = compose_cfg([f"dataset={dataset}", f"model={model}", f"loss={loss}",
+                       *data_overrides[dataset]])
+    assert cfg.train.update_rule == rule
+    check_train_run(cfg)
+    given = compose_cfg([f"dataset={dataset}", f"model={model}", f"loss={loss}",
+                         "train.update_rule=alternating", *data_overrides[dataset]])
+    assert given.train.update_rule == "alternating"  # the command line still wins
+
+
 def test_a_pair_without_a_recipe_composes_without_one(compose_cfg, data_overrides):
     unmatched = next(name for name in PAIRS if name not in RECIPES)
     dataset, model = PAIRS[unmatched]
