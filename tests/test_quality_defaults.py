@@ -12,10 +12,11 @@ from tests.helpers import ganctl
 # dataset: (overrides after the command as typed, least modes covered, least high-quality share).
 # ring: its default exactly as typed, held to the README's promise (8/8 modes, >= 90%).
 # grid: its default runs 15,000 steps (4-8 min), too long for the suite, so it runs the recipe's
-# first 5,000 steps, measured at 25/25 modes and 88% high quality (seed 0, the recipe's lazy R1;
-# 70% with R1 on every step, 71% without R1). Without packing 5,000 steps covered 19/25 (README),
-# so 22 still catches a recipe that lost PacGAN's packing.
-TARGETS = {"ring": ([], 8, 0.90), "grid": (["train.steps=5000"], 22, 0.55)}
+# first 5,000 steps, measured at 25/25 modes and 61.5 / 61.5 / 56.0% high quality (seeds 0 / 1 /
+# 2; the share keeps rising to 94-95% at 15,000). Without packing 5,000 steps covered 19/25
+# (README), so 22 still catches a recipe that lost PacGAN's packing; 45% leaves room for
+# another CPU's rounding while a G that scatters samples between the modes still fails.
+TARGETS = {"ring": ([], 8, 0.90), "grid": (["train.steps=5000"], 22, 0.45)}
 
 
 @pytest.mark.slow
