@@ -22,15 +22,18 @@ def softplus(x):
 # Each loss written again from its paper, in numpy: (discriminator_loss, generator_loss).
 REFERENCE = {
     "minimax": (lambda r, f: np.mean(softplus(-r)) + np.mean(softplus(f)),
-                lambda f: np.mean(np.log(1.0 - 1.0 / (1.0 + np.exp(-f))))),
+                lambda r, f: np.mean(np.log(1.0 - 1.0 / (1.0 + np.exp(-f))))),
     "ns": (lambda r, f: np.mean(-np.log(1.0 / (1.0 + np.exp(-r))))
            + np.mean(-np.log(1.0 - 1.0 / (1.0 + np.exp(-f)))),
-           lambda f: np.mean(-np.log(1.0 / (1.0 + np.exp(-f))))),
+           lambda r, f: np.mean(-np.log(1.0 / (1.0 + np.exp(-f))))),
     "lsgan": (lambda r, f: 0.5 * np.mean((r - 1.0) ** 2) + 0.5 * np.mean(f ** 2),
-              lambda f: 0.5 * np.mean((f - 1.0) ** 2)),
+              lambda r, f: 0.5 * np.mean((f - 1.0) ** 2)),
     "hinge": (lambda r, f: np.mean(np.maximum(0.0, 1.0 - r)) + np.mean(np.maximum(0.0, 1.0 + f)),
-              lambda f: -np.mean(f)),
-    "wgan_gp": (lambda r, f: np.mean(f) - np.mean(r), lambda f: -np.mean(f)),
+              lambda r, f: -np.mean(f)),
+    "wgan_gp": (lambda r, f: np.mean(f) - np.mean(r), lambda r, f: -np.mean(f)),
+    # Relativistic pairing: -log sigmoid(D(x_i) - D(G(z_i))), the i-th real against the i-th fake.
+    "rpgan": (lambda r, f: np.mean(-np.log(1.0 / (1.0 + np.exp(-(r - f))))),
+              lambda r, f: np.mean(-np.log(1.0 / (1.0 + np.exp(-(f - r)))))),
 }
 
 
@@ -53,7 +56,7 @@ def test_losses_are_finite_float32_scalars_with_gradients(path):
     fake_logits = tf.Variable(rng.normal(size=(16, 1)).astype("float32"))
     with tf.GradientTape(persistent=True) as tape:
         d_loss = loss.discriminator_loss(real_logits, fake_logits)
-        g_loss = loss.generator_loss(fake_logits)
+        g_loss = loss.generator_loss(fake_logits, real_logits)
     for value in (d_loss, g_loss):
         assert value.shape == () and value.dtype == tf.float32
         assert np.isfinite(value.numpy())
@@ -92,8 +95,8 @@ def test_values_match_numpy_reference(name):
     r, f = real_logits.astype("float64"), fake_logits.astype("float64")
     np.testing.assert_allclose(loss.discriminator_loss(real_logits, fake_logits).numpy(),
                                reference_d(r, f), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(loss.generator_loss(fake_logits).numpy(), reference_g(f),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(loss.generator_loss(fake_logits, real_logits).numpy(),
+                               reference_g(r, f), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["minimax", "ns"])
@@ -187,3 +190,17 @@ def test_negative_gp_weight_is_a_user_error():
 def test_gp_weight_on_a_loss_without_penalty_is_a_user_error():
     with pytest.raises(UserError, match="gp_weight=10.0 has no effect"):
         build_loss(LOSS_DIR / "ns.yaml", gp_weight=10.0)
+
+
+@pytest.mark.parametrize("path", LOSS_FILES, ids=lambda p: p.stem)
+def test_generator_loss_reads_real_logits_exactly_when_the_loss_says_so(path):
+    """The step runs D on real data in G's update only for generator_needs_real: a loss that
+    read them without saying so would get None there."""
+    loss = build_loss(path)
+    rng = np.random.default_rng(4)
+    fake_logits = rng.normal(size=(16, 1)).astype("float32")
+    real_logits = rng.normal(size=(16, 1)).astype("float32")
+    moved = [float(loss.generator_loss(fake_logits, real_logits + shift)) for shift in (0.0, 2.0)]
+    assert (moved[0] != moved[1]) == loss.generator_needs_real
+    if not loss.generator_needs_real:
+        assert float(loss.generator_loss(fake_logits)) == moved[0]

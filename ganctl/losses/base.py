@@ -8,7 +8,8 @@ class Loss(abc.ABC):
     """Pure functions of the discriminator's raw outputs (logits / critic values).
 
     discriminator_loss(real_logits, fake_logits) -> scalar
-    generator_loss(fake_logits) -> scalar
+    generator_loss(fake_logits, real_logits=None) -> scalar: real_logits (D's outputs on a real
+        batch, row i paired with fake row i) only for losses with generator_needs_real.
     penalty(discriminator, real_images, fake_images, seed_generator, step) -> scalar: the loss's
         own penalty (own_penalty; WGAN-GP's gradient penalty) plus the R1 penalty of any loss
         (on steps that are multiples of r1_every).
@@ -24,6 +25,9 @@ class Loss(abc.ABC):
     # D's output between real and fake (train.health's accuracy); None: no fixed one (WGAN)
     boundary = 0.0
     gp_weight = 0.0     # only WGAN-GP has a gradient penalty; read by the tests of every loss
+    # G's loss reads D's outputs on real data too (relativistic losses): the step then runs D on
+    # the real batch in G's update as well, which the other losses skip.
+    generator_needs_real = False
 
     def __init__(self, d_steps_per_g_step: int = 1, r1_weight: float = 0.0, r1_every: int = 1):
         self.d_steps_per_g_step = d_steps_per_g_step
@@ -35,8 +39,8 @@ class Loss(abc.ABC):
         """Scalar loss D minimises, from D's raw outputs on a real and a fake batch."""
 
     @abc.abstractmethod
-    def generator_loss(self, fake_logits):
-        """Scalar loss G minimises, from D's raw outputs on a fake batch."""
+    def generator_loss(self, fake_logits, real_logits=None):
+        """Scalar loss G minimises, from D's raw outputs on a fake batch (and a real one)."""
 
     def penalty(self, discriminator, real_images, fake_images, seed_generator, step=None):
         """`step`: the training step (a tensor) that r1_every counts; None: R1 at every call."""

@@ -14,5 +14,5 @@ class Hinge(Loss):
         fake_logits = ops.cast(fake_logits, "float32")
         return ops.mean(ops.relu(1.0 - real_logits)) + ops.mean(ops.relu(1.0 + fake_logits))
 
-    def generator_loss(self, fake_logits):
+    def generator_loss(self, fake_logits, real_logits=None):
         return -ops.mean(ops.cast(fake_logits, "float32"))

@@ -16,5 +16,5 @@ class LeastSquares(Loss):
         fake_logits = ops.cast(fake_logits, "float32")
         return 0.5 * ops.mean(ops.square(real_logits - 1.0)) + 0.5 * ops.mean(ops.square(fake_logits))
 
-    def generator_loss(self, fake_logits):
+    def generator_loss(self, fake_logits, real_logits=None):
         return 0.5 * ops.mean(ops.square(ops.cast(fake_logits, "float32") - 1.0))

@@ -21,6 +21,6 @@ class Minimax(Loss):
     def discriminator_loss(self, real_logits, fake_logits):
         return binary_cross_entropy(real_logits, fake_logits)
 
-    def generator_loss(self, fake_logits):
+    def generator_loss(self, fake_logits, real_logits=None):
         # log(1 - sigmoid(x)) = -softplus(x), exact and stable for any logit.
         return -ops.mean(ops.softplus(ops.cast(fake_logits, "float32")))

@@ -37,7 +37,7 @@ class WassersteinGP(Loss):
         return (ops.mean(ops.cast(fake_logits, "float32"))
                 - ops.mean(ops.cast(real_logits, "float32")))
 
-    def generator_loss(self, fake_logits):
+    def generator_loss(self, fake_logits, real_logits=None):
         return -ops.mean(ops.cast(fake_logits, "float32"))
 
     def own_penalty(self, discriminator, real_images, fake_images, seed_generator):

@@ -115,10 +115,12 @@ def make_train_step(state):
         probe().update(d_grads=grads, real_images=real_images, fake_images=fake_images)
         return d_loss, penalty, real_logits, fake_logits
 
-    def generator_update(labels):
+    def generator_update(real_images, labels):
         with tf.GradientTape() as tape:
             fake_logits = critic(fakes(labels), labels)
-            g_loss = loss.generator_loss(fake_logits)
+            # A relativistic loss scores the fakes against this D's verdicts on real data.
+            real_logits = critic(real_images, labels) if loss.generator_needs_real else None
+            g_loss = loss.generator_loss(fake_logits, real_logits)
             scaled = g_optimizer.scale_loss(per_replica_loss(g_loss, strategy))
         grads = tape.gradient(scaled, generator.trainable_variables)
         g_optimizer.apply(grads, generator.trainable_variables)
@@ -130,7 +132,7 @@ def make_train_step(state):
         label_chunks = ops.split(real_labels, d_steps, axis=0) if d_steps > 1 else [real_labels]
         for real_images, labels in zip(image_chunks, label_chunks):
             d_loss, penalty, real_logits, fake_logits = discriminator_update(real_images, labels)
-        g_loss = generator_update(label_chunks[-1])
+        g_loss = generator_update(image_chunks[-1], label_chunks[-1])
         return d_loss, g_loss, penalty, real_logits, fake_logits
 
     def simultaneous_update(real_images, labels):
@@ -140,7 +142,7 @@ def make_train_step(state):
             real_logits, fake_logits = discriminate(real_images, fake_images, labels)
             d_loss = loss.discriminator_loss(real_logits, fake_logits)
             penalty = penalty_of(real_images, fake_images, labels)
-            g_loss = loss.generator_loss(fake_logits)
+            g_loss = loss.generator_loss(fake_logits, real_logits)
             d_scaled = d_optimizer.scale_loss(per_replica_loss(d_loss + penalty, strategy))
             g_scaled = g_optimizer.scale_loss(per_replica_loss(g_loss, strategy))
         d_grads = tape.gradient(d_scaled, discriminator.trainable_variables)

@@ -27,10 +27,10 @@ def pix2pix_d_loss(loss, translation, real_logits, fake_logits):
     return translation.d_loss_scale * loss.discriminator_loss(real_logits, fake_logits)
 
 
-def pix2pix_g_loss(loss, translation, fake_logits, fake_b, real_b):
+def pix2pix_g_loss(loss, translation, fake_logits, fake_b, real_b, real_logits=None):
     """(G's loss, its L1 term): adversarial + l1_weight * mean |G(a) - b|."""
     l1 = ops.mean(ops.abs(ops.cast(fake_b, "float32") - ops.cast(real_b, "float32")))
-    return loss.generator_loss(fake_logits) + translation.l1_weight * l1, l1
+    return loss.generator_loss(fake_logits, real_logits) + translation.l1_weight * l1, l1
 
 
 def make_pix2pix_step(state):
@@ -62,7 +62,9 @@ def make_pix2pix_step(state):
                 d_grads = d_tape.gradient(d_scaled, discriminator.trainable_variables)
                 d_optimizer.apply(d_grads, discriminator.trainable_variables)
             fake_logits_g = judge(real_a, fake_b)  # through the updated D
-            g_loss, l1 = pix2pix_g_loss(loss, translation, fake_logits_g, fake_b, real_b)
+            real_logits_g = judge(real_a, real_b) if loss.generator_needs_real else None
+            g_loss, l1 = pix2pix_g_loss(loss, translation, fake_logits_g, fake_b, real_b,
+                                        real_logits_g)
             g_scaled = g_optimizer.scale_loss(per_replica_loss(g_loss, strategy))
         g_grads = g_tape.gradient(g_scaled, generator.trainable_variables)
         g_optimizer.apply(g_grads, generator.trainable_variables)
