@@ -439,6 +439,8 @@ def test_stacked_mnist_all_thousand_combinations():
     result = modes.stacked_mnist_modes(np.repeat(digits, 3, axis=0))
     assert result["modes_covered"] == 1000 and result["modes_total"] == 1000
     assert result["kl"] == pytest.approx(0.0, abs=1e-12)
+    # 3,000 samples from 1,000 modes: sampling alone gives a kl of about 999 / 6,000.
+    assert result["kl_floor"] == pytest.approx(999 / 6000, rel=0.1)
     collapsed = modes.stacked_mnist_modes(np.tile([[1, 2, 3]], (50, 1)))
     assert collapsed["modes_covered"] == 1
     assert collapsed["kl"] == pytest.approx(math.log(1000))
@@ -465,7 +467,8 @@ def test_every_metric_returns_flat_floats():
     unconditional = [name for name, metric in registry.METRICS.items() if not metric.needs_classes]
     results = registry.compute_metrics(unconditional, context)
     assert set(results) == {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage",
-                            "is", "is_std", "modes_covered", "modes_total", "high_quality", "kl"}
+                            "is", "is_std", "modes_covered", "modes_total", "high_quality", "kl",
+                            "kl_floor"}
     assert all(isinstance(value, float) for value in results.values())
 
 
@@ -600,3 +603,13 @@ def test_too_few_samples_are_user_errors():
         inception_score.inception_score(np.full((3, 4), 0.25))
     with pytest.raises(UserError, match=r"at least 2 samples"):
         kid.kid(few[:1], few)
+
+
+@pytest.mark.parametrize("num_samples", [2000, 10000, 26000])
+def test_kl_floor_is_what_uniform_samples_score(num_samples):
+    """A generator drawing the 1,000 Stacked MNIST modes exactly uniformly scores about the floor
+    (not 0), and the floor falls with the samples as (K - 1) / 2N."""
+    digits = rng(21).integers(0, 10, size=(num_samples, 3))
+    result = modes.stacked_mnist_modes(digits)
+    assert result["kl"] == pytest.approx(result["kl_floor"], rel=0.15)
+    assert result["kl_floor"] == pytest.approx(999 / (2 * num_samples), rel=0.15)
