@@ -473,9 +473,17 @@ def simultaneous_if_one_d_step(d_steps_per_g_step: int) -> str:
     return "simultaneous" if int(d_steps_per_g_step) == 1 else "alternating"
 
 
+def lazy_every(every: int, weight: float) -> int:
+    """`every` while the penalty is on, else 1: a recipe writes
+    r1_every: ${ganctl_lazy_every:4,${loss.r1_weight}}, so loss.r1_weight=0 on the command line
+    turns the recipe's R1 off without tripping check_train_run's rule that r1_every > 1 needs R1."""
+    return int(every) if float(weight) > 0 else 1
+
+
 RESOLVERS = {"ganctl_dir_name": short_dir_name, "ganctl_batch_lr": batch_scaled_lr,
              "ganctl_share_of_steps": share_of_steps, "ganctl_without_penalty": without_penalty,
-             "ganctl_simultaneous_if_one_d_step": simultaneous_if_one_d_step}
+             "ganctl_simultaneous_if_one_d_step": simultaneous_if_one_d_step,
+             "ganctl_lazy_every": lazy_every}
 
 
 def register_configs() -> None:
@@ -590,7 +598,7 @@ def check_train_run(cfg) -> None:
         # The penalty is per example; batch norm makes D's output depend on the whole batch.
         raise UserError("model.discriminator.batch_norm=true cannot be combined with a gradient "
                         f"penalty ({', '.join(penalties)}); set model.discriminator.batch_norm=false "
-                        "or drop the penalty.")
+                        f"or drop the penalty ({' '.join(p.split('=')[0] + '=0' for p in penalties)}).")
     if cfg.loss.get("r1_every", 1) > 1 and not cfg.loss.r1_weight:
         raise UserError(f"loss.r1_every={cfg.loss.r1_every} spaces out the R1 penalty, but "
                         "loss.r1_weight=0 turns it off; set loss.r1_weight too (e.g. "

@@ -115,6 +115,23 @@ def test_a_recipes_simultaneous_update_gives_way_to_several_d_steps(recipe, loss
     assert given.train.update_rule == "alternating"  # the command line still wins
 
 
+@pytest.mark.parametrize("recipe", [r for r in RECIPES
+                                    if "loss.r1_weight" in _set_values(CONF / "recipe" / f"{r}.yaml")])
+def test_a_recipes_r1_turns_off_with_its_weight_alone(recipe, compose_cfg, data_overrides):
+    """loss.r1_weight=0 is the whole override that turns a recipe's R1 off (its lazy interval
+    follows), and loss.r1_every=8 still wins while R1 is on."""
+    from ganctl.config import check_train_run
+
+    dataset, model = PAIRS[recipe]
+    base = [f"dataset={dataset}", f"model={model}", *data_overrides[dataset]]
+    on = compose_cfg(base)
+    assert on.loss.r1_weight > 0 and on.loss.r1_every > 1
+    off = compose_cfg([*base, "loss.r1_weight=0"])
+    assert off.loss.r1_weight == 0 and off.loss.r1_every == 1
+    check_train_run(off)
+    assert compose_cfg([*base, "loss.r1_every=8"]).loss.r1_every == 8
+
+
 def test_a_pair_without_a_recipe_composes_without_one(compose_cfg, data_overrides):
     unmatched = next(name for name in PAIRS if name not in RECIPES)
     dataset, model = PAIRS[unmatched]
