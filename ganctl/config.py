@@ -157,6 +157,8 @@ class NetworkConfig:
     pack: int = positive(1, "a whole number >= 1 (1: no packing)")
     minibatch_std: bool = False
     upsampling: str = one_of("transposed", UPSAMPLINGS)  # dcgan/cdcgan G; resize: 2x + 3x3 conv
+    # dcgan/cdcgan G: 3x3 convs after each inner doubling (0: Radford et al.'s G)
+    extra_convs: int = non_negative(0)
     # cyclegan G: residual blocks (default 9 at 256x256 and above, 6 below)
     blocks: Optional[int] = positive(None)
     affine: bool = False                # cyclegan G: instance norm with a learnable scale, shift

@@ -170,3 +170,26 @@ def test_one_training_step_changes_both_networks(path):
     # ever get rounding noise as gradient; the builders leave those biases out).
     assert all(np.any(before != after.numpy())
                for before, after in zip(g_before, generator.trainable_weights))
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
+def test_extra_convs_add_3x3_convs_at_each_inner_resolution(shape):
+    """model.generator.extra_convs=2: two 3x3 stride-1 convs after every doubling but the last,
+    at that doubling's size and channels; the images keep their shape and 0 is the plain G."""
+    plain, _ = build_networks(CONF / "model" / "dcgan.yaml", shape)
+    deeper, _ = build_networks(CONF / "model" / "dcgan.yaml", shape,
+                               generator={"extra_convs": 2})
+    doublings = upsampling_plan(shape)[2]
+    added = [layer for layer in deeper.layers if layer.name not in {x.name for x in plain.layers}]
+    extra = [layer for layer in added if isinstance(layer, keras.layers.Conv2D)]
+    assert len(extra) == 2 * (doublings - 1)
+    for layer in extra:
+        up = deeper.get_layer(layer.name.split("_")[0])
+        assert layer.kernel_size == (3, 3) and layer.output.shape == up.output.shape
+    assert deeper.output_shape == plain.output_shape == (None, *shape)
+    conditional, _ = build_networks(CONF / "model" / "cdcgan.yaml", shape,
+                                    generator={"extra_convs": 1})
+    assert sum(isinstance(x, keras.layers.Conv2D) and "_conv" in x.name
+               for x in conditional.layers) == doublings - 1
+    with pytest.raises(UserError, match="extra_convs=-1"):
+        build_networks(CONF / "model" / "dcgan.yaml", shape, generator={"extra_convs": -1})

@@ -20,7 +20,7 @@ def check_labelled(num_classes: int) -> None:
 
 def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: bool = True,
                     width: int = 64, batch_norm: bool = True,
-                    upsampling: str = "transposed") -> keras.Model:
+                    upsampling: str = "transposed", extra_convs: int = 0) -> keras.Model:
     """[z (B, z_dim), labels (B,)] -> (H, W, C) images.
 
     The embedding is as wide as z, so the label is not a minority of G's input.
@@ -31,7 +31,7 @@ def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: b
     label_code = layers.Embedding(num_classes, z_dim, name="label_embedding")(labels)
     code = layers.Concatenate(name="z_and_label")([z, label_code])
     images = upsample(code, image_shape, bounded=bounded, width=width, batch_norm=batch_norm,
-                      upsampling=upsampling)
+                      upsampling=upsampling, extra_convs=extra_convs)
     return keras.Model([z, labels], images, name="generator")
 
 

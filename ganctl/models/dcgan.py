@@ -49,21 +49,23 @@ def _channels(width: int, level: int) -> int:
 
 def build_generator(*, z_dim: int, image_shape, num_classes: int = 0, bounded: bool = True,
                     width: int = 64, batch_norm: bool = True,
-                    upsampling: str = "transposed") -> keras.Model:
+                    upsampling: str = "transposed", extra_convs: int = 0) -> keras.Model:
     """z (B, z_dim) -> Dense to the base grid -> stride-2 transposed convs -> (H, W, C) images.
 
     upsampling="resize": each doubling is a nearest-neighbour 2x resize and a 3x3 conv instead
     (Odena et al. 2016: no uneven overlap, so no checkerboard by construction).
+    extra_convs: 3x3 stride-1 convs after each inner doubling (not the output layer), as the
+    conv pairs per resolution of later generators (ProGAN, StyleGAN); 0 is Radford et al.'s G.
     Unconditional: num_classes is part of the common builder signature and not used.
     """
     z = keras.Input(shape=(z_dim,), name="z")
     images = upsample(z, image_shape, bounded=bounded, width=width, batch_norm=batch_norm,
-                      upsampling=upsampling)
+                      upsampling=upsampling, extra_convs=extra_convs)
     return keras.Model(z, images, name="generator")
 
 
 def upsample(code, image_shape, *, bounded: bool, width: int, batch_norm: bool,
-             upsampling: str = "transposed"):
+             upsampling: str = "transposed", extra_convs: int = 0):
     """The generator body: a (B, features) code -> (B, H, W, C) images."""
     base_height, base_width, doublings = upsampling_plan(image_shape)
     channels = int(image_shape[-1])
@@ -79,12 +81,20 @@ def upsample(code, image_shape, *, bounded: bool, width: int, batch_norm: bool,
     for level in range(doublings - 2, -1, -1):
         name = f"up{doublings - 1 - level}"
         x = _up(x, _channels(width, level), upsampling, use_bias=not batch_norm, name=name)
-        if batch_norm:
-            x = layers.BatchNormalization(name=f"{name}_bn")(x)
-        x = layers.ReLU(name=f"{name}_relu")(x)
+        x = _normalized_relu(x, batch_norm, name)
+        for extra in range(1, extra_convs + 1):
+            x = layers.Conv2D(_channels(width, level), 3, padding="same", use_bias=not batch_norm,
+                              name=f"{name}_conv{extra}")(x)
+            x = _normalized_relu(x, batch_norm, f"{name}_conv{extra}")
     # No batch norm on the output layer (Radford et al.): it would fix the images' statistics.
     x = _up(x, channels, upsampling, use_bias=True, name="to_image")
     return layers.Activation(output_activation(bounded), name="output")(x)
+
+
+def _normalized_relu(x, batch_norm: bool, name: str):
+    if batch_norm:
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
 
 
 def _up(x, channels: int, upsampling: str, *, use_bias: bool, name: str):
