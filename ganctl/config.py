@@ -595,12 +595,13 @@ def check_train_run(cfg) -> None:
     if t.augment == "none" and list(t.augment_policy) != default_of(TrainConfig, "augment_policy"):
         raise UserError(f"train.augment_policy={list(t.augment_policy)} has no effect with "
                         "train.augment=none; add train.augment=diffaug or train.augment=ada.")
-    penalties = [f"loss.{k}={cfg.loss[k]}" for k in ("gp_weight", "r1_weight") if cfg.loss[k] > 0]
+    penalties = [f"loss.{k}" for k in ("gp_weight", "r1_weight") if cfg.loss[k] > 0]
     if penalties and cfg.model.discriminator.batch_norm:
         # The penalty is per example; batch norm makes D's output depend on the whole batch.
+        given = ", ".join(f"{key}={OmegaConf.select(cfg, key)}" for key in penalties)
         raise UserError("model.discriminator.batch_norm=true cannot be combined with a gradient "
-                        f"penalty ({', '.join(penalties)}); set model.discriminator.batch_norm=false "
-                        f"or drop the penalty ({' '.join(p.split('=')[0] + '=0' for p in penalties)}).")
+                        f"penalty ({given}); set model.discriminator.batch_norm=false "
+                        f"or drop the penalty ({' '.join(f'{key}=0' for key in penalties)}).")
     if cfg.loss.get("r1_every", 1) > 1 and not cfg.loss.r1_weight:
         raise UserError(f"loss.r1_every={cfg.loss.r1_every} spaces out the R1 penalty, but "
                         "loss.r1_weight=0 turns it off; set loss.r1_weight too (e.g. "
