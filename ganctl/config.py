@@ -6,6 +6,7 @@ A typo in a YAML key or a wrong type fails at compose time, before any model is 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
@@ -214,6 +215,9 @@ class TrainConfig:
     # Step at which the learning rates start falling linearly to 0 at train.steps (CycleGAN's
     # schedule); null keeps them constant (training/lr_schedule.py).
     lr_decay_start: Optional[int] = non_negative(None)
+    # Thousands of images over which the rates rise linearly from ~0 to g_lr / d_lr (Goyal et
+    # al. 2017's warm-up for large batches); null: the full rates from the first step.
+    lr_warmup_kimg: Optional[float] = positive(None)
     ema: float = fraction(0.999)        # decay of G's weight average used for samples; 0 disables
     # The average's half-life in thousands of images instead of train.ema's fixed decay, at most
     # ema_rampup x the images seen so far (StyleGAN's ema_kimg / ema_rampup; training/ema.py).
@@ -454,6 +458,14 @@ def batch_scaled_lr(lr: float, reference_batch: int, batch: int) -> float:
     return float(lr) * (float(batch) / float(reference_batch)) ** 0.5
 
 
+def warmup_steps(warmup_kimg: float | None, images_per_step: int) -> int:
+    """The updates that train.lr_warmup_kimg thousand images take (0: no warm-up); the step's
+    schedule (training/lr_schedule.py) and check_train_run both count with it."""
+    if warmup_kimg is None:
+        return 0
+    return max(1, math.ceil(float(warmup_kimg) * 1000.0 / images_per_step))
+
+
 def share_of_steps(share: float, steps: int) -> int:
     """The step `share` of the way through a run: a recipe writes
     lr_decay_start: ${ganctl_share_of_steps:0.5,${train.steps}}, so the decay keeps its place
@@ -626,6 +638,14 @@ def check_train_run(cfg) -> None:
                         "so the learning rates would never decay; set it below train.steps (e.g. "
                         f"train.lr_decay_start={t.steps // 2}: constant for the first half, then "
                         "linear to 0) or to null for constant rates.")
+    warmup = warmup_steps(t.get("lr_warmup_kimg"), t.batch_size)
+    if warmup >= t.steps:
+        raise UserError(f"train.lr_warmup_kimg={t.lr_warmup_kimg} ramps the learning rates up over "
+                        f"{warmup} steps of train.batch_size={t.batch_size}, which is not shorter "
+                        f"than train.steps={t.steps}, so the run would never train at its rates; "
+                        "set it below train.steps x train.batch_size / 1000 (e.g. "
+                        f"train.lr_warmup_kimg={t.steps * t.batch_size / 10000:g}: the first 10%), "
+                        "or to null for no warm-up.")
     if t.patience and not t.eval_every:
         raise UserError(f"train.patience={t.patience} counts evaluations without a new best, but "
                         "train.eval_every=0 evaluates never; set train.eval_every too (e.g. "

@@ -45,6 +45,6 @@ def test_settings_that_do_nothing_are_one_paragraph(overrides, word, compose_cfg
     assert word in problem and "\n" not in problem
 
 
-# That the EMA horizon resumes exactly (4 steps in one go == 2 + 2 with a resume) is asserted by
-# tests/test_lr_schedule.py::test_ema_horizon_and_lr_decay_resume_exactly_and_the_decay_changes_the_weights,
+# That the EMA horizon resumes exactly (6 steps in one go == 3 + 3 with a resume) is asserted by
+# tests/test_lr_schedule.py::test_ema_horizon_and_lr_schedule_resume_exactly_and_change_the_weights,
 # whose runs have train.ema_kimg and train.ema_rampup on: one set of trainings for both.

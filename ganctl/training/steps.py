@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from ganctl.config import warmup_steps
 from ganctl.errors import UserError
 from ganctl.models.common import is_conditional
 from ganctl.models.mode_coverage import couples_examples
@@ -207,6 +208,7 @@ def compile_step(state, replica_update, value_names, reduced_values=None):
     step, strategy, steps_per_call = state.step, state.strategy, t.steps_per_call
     # train.ema's fixed decay with a warm-up, or a horizon in images (training/ema.py).
     decay_of = ema_schedule(t, state.images_per_step)
+    warmup = warmup_steps(t.get("lr_warmup_kimg"), state.images_per_step)
 
     def update_ema():
         decay = decay_of(step)
@@ -233,7 +235,7 @@ def compile_step(state, replica_update, value_names, reduced_values=None):
     def one_step(*batch):
         # Cross-replica context: the rates are set once, before the replicas use them.
         apply_lr_schedule(state.optimizers, state.learning_rates,
-                          lr_scale(step, t.steps, t.get("lr_decay_start")))
+                          lr_scale(step, t.steps, t.get("lr_decay_start"), warmup))
         if state.augment_seeds is not None:
             reseed(state.augment_seeds, t.seed, step)
         per_replica = strategy.run(replica_update, args=batch)
