@@ -194,6 +194,9 @@ class ModelConfig:
 class LossConfig:
     _target_: str = MISSING
     d_steps_per_g_step: int = positive(1)  # critic updates per generator update (WGAN-GP uses 5)
+    # generator updates after each D phase, each on fresh noise (no real images, so the image
+    # budget is unchanged); the image recipes use 2 (README "Quality")
+    g_steps_per_d_step: int = positive(1)
     gp_weight: float = non_negative(0.0)  # gradient penalty weight (lambda); 0 disables it
     r1_weight: float = non_negative(0.0)  # R1 penalty on real images (gamma, Mescheder 2018); 0 off
     # R1 on every k-th step only, at k x the weight: the same penalty on average for 1/k of its
@@ -203,7 +206,9 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = positive(5000)         # generator updates (about 8 min on a 2-core CPU)
+    # training steps: each loss.d_steps_per_g_step D updates, then loss.g_steps_per_d_step G
+    # updates (about 8 min for the default on a 2-core CPU)
+    steps: int = positive(5000)
     batch_size: int = positive(64)      # images per step (the global batch over all devices)
     seed: int = II("seed")
     g_lr: float = positive(2e-4)
@@ -487,6 +492,13 @@ def simultaneous_if_one_d_step(d_steps_per_g_step: int) -> str:
     return "simultaneous" if int(d_steps_per_g_step) == 1 else "alternating"
 
 
+def g_steps_for(g_steps: int, d_steps_per_g_step: int, update_rule: str) -> int:
+    """`g_steps` when the step is alternating with one D update, else 1: a recipe writes
+    g_steps_per_d_step: ${ganctl_g_steps_for:2,${loss.d_steps_per_g_step},${train.update_rule}},
+    so loss=wgan_gp keeps its paper's 5:1 and train.update_rule=simultaneous still composes."""
+    return int(g_steps) if int(d_steps_per_g_step) == 1 and update_rule == "alternating" else 1
+
+
 def lazy_every(every: int, weight: float) -> int:
     """`every` while the penalty is on, else 1: a recipe writes
     r1_every: ${ganctl_lazy_every:4,${loss.r1_weight}}, so loss.r1_weight=0 on the command line
@@ -497,7 +509,7 @@ def lazy_every(every: int, weight: float) -> int:
 RESOLVERS = {"ganctl_dir_name": short_dir_name, "ganctl_batch_lr": batch_scaled_lr,
              "ganctl_share_of_steps": share_of_steps, "ganctl_without_penalty": without_penalty,
              "ganctl_simultaneous_if_one_d_step": simultaneous_if_one_d_step,
-             "ganctl_lazy_every": lazy_every}
+             "ganctl_lazy_every": lazy_every, "ganctl_g_steps_for": g_steps_for}
 
 
 def register_configs() -> None:
@@ -618,10 +630,13 @@ def check_train_run(cfg) -> None:
         raise UserError(f"loss.r1_every={cfg.loss.r1_every} spaces out the R1 penalty, but "
                         "loss.r1_weight=0 turns it off; set loss.r1_weight too (e.g. "
                         "loss.r1_weight=0.1), or leave loss.r1_every out.")
-    if t.update_rule == "simultaneous" and cfg.loss.d_steps_per_g_step != 1:
-        raise UserError("train.update_rule=simultaneous updates D and G from one forward pass, "
-                        f"so it needs loss.d_steps_per_g_step=1 (got {cfg.loss.d_steps_per_g_step}); "
-                        "use train.update_rule=alternating with this loss.")
+    ratios = [f"loss.{key}={cfg.loss[key]}" for key in ("d_steps_per_g_step", "g_steps_per_d_step")
+              if cfg.loss.get(key, 1) != 1]
+    if t.update_rule == "simultaneous" and ratios:
+        raise UserError("train.update_rule=simultaneous updates D and G once each from one "
+                        f"forward pass, so it cannot take {' and '.join(ratios)}; set "
+                        f"{' '.join(r.split('=')[0] + '=1' for r in ratios)}, or use "
+                        "train.update_rule=alternating.")
     kimg, rampup = t.get("ema_kimg"), t.get("ema_rampup")
     if t.ema == 0 and (kimg is not None or rampup is not None):
         raise UserError(f"train.ema=0 keeps no average of G, so train.ema_kimg={kimg} and "
@@ -693,13 +708,15 @@ def check_translation_pair(cfg) -> None:
         return
     unsupported = [f"{key}={value}" for key, value, default in (
         ("loss.d_steps_per_g_step", cfg.loss.d_steps_per_g_step, 1),
+        ("loss.g_steps_per_d_step", cfg.loss.get("g_steps_per_d_step", 1), 1),
         ("train.update_rule", cfg.train.update_rule, "alternating"),
         ("train.augment", cfg.train.augment, "none")) if value != default]
     if unsupported:
         raise UserError(f"model={translation.kind} updates D once, then G, on each batch of "
                         f"pairs, so {', '.join(unsupported)} has no meaning here; set "
                         "loss.d_steps_per_g_step=1 (loss=wgan_gp sets 5), "
-                        "train.update_rule=alternating and train.augment=none.")
+                        "loss.g_steps_per_d_step=1, train.update_rule=alternating and "
+                        "train.augment=none.")
     if cfg.train.eval_every:
         raise UserError(f"train.eval_every={cfg.train.eval_every}: in-training evaluation scores "
                         "noise -> image generators only; for a translation run set "

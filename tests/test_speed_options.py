@@ -210,6 +210,9 @@ def test_speed_options_are_checked_before_a_run(compose_cfg):
         compose_cfg(["train.steps_per_call=3", "train.steps=2000"])
     with pytest.raises(UserError, match="d_steps_per_g_step=1"):
         compose_cfg(["loss=wgan_gp", "train.update_rule=simultaneous"])
+    with pytest.raises(UserError, match="cannot take loss.g_steps_per_d_step=2; set "
+                                        "loss.g_steps_per_d_step=1"):
+        compose_cfg(["loss.g_steps_per_d_step=2", "train.update_rule=simultaneous"])
     with pytest.raises(UserError, match="train.precision=half is not one of"):
         compose_cfg(["train.precision=half"])
 

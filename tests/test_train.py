@@ -117,6 +117,29 @@ def test_critic_steps_each_take_their_own_batch(compose_cfg, data_overrides, tmp
     assert all(r["gp"] > 0 for r in rows)
 
 
+@pytest.mark.parametrize("ratio, d_updates, g_updates", [
+    (["loss.g_steps_per_d_step=2"], 3, 6),
+    (["loss=wgan_gp", "loss.d_steps_per_g_step=2", "loss.g_steps_per_d_step=3"], 6, 9)])
+def test_each_step_takes_its_d_then_g_updates_and_g_takes_no_real_images(
+        ratio, d_updates, g_updates, compose_cfg, data_overrides):
+    from ganctl.core.components import build_dataset
+    from ganctl.core.state import build_training_state
+    from ganctl.training.steps import make_train_step
+
+    cfg = compose_cfg(["model=mlp", "dataset=ring", "train.steps=3", *ratio,
+                       *data_overrides["ring"]])
+    dataset = build_dataset(cfg.dataset)
+    state = build_training_state(cfg, dataset)
+    step = make_train_step(state)
+    # Real images per step: one batch per D update, none for G's.
+    assert state.images_per_step == cfg.train.batch_size * cfg.loss.d_steps_per_g_step
+    images, labels = next(iter(dataset.tf_dataset(state.images_per_step, seed=0)))
+    for _ in range(3):
+        step(images, labels)
+    assert int(state.optimizers["discriminator"].iterations.numpy()) == d_updates
+    assert int(state.optimizers["generator"].iterations.numpy()) == g_updates
+
+
 def test_train_sample_resume_cycle_through_the_cli(tmp_path):
     """What a user does: train, sample in every format, resume and go further."""
     from PIL import Image

@@ -96,6 +96,8 @@ def test_grey_and_missing_domains(translation_folders, tmp_path):
     (["model=dcgan", "dataset=paired_folder"], "holds two image domains"),
     (["model=pix2pix", "dataset=unpaired_folder"], "aligned pairs"),
     (["model=pix2pix", "dataset=paired_folder", "loss=wgan_gp"], "d_steps_per_g_step=5"),
+    (["model=pix2pix", "dataset=paired_folder", "loss.g_steps_per_d_step=2"],
+     "g_steps_per_d_step=2 has no meaning"),
     (["model=pix2pix", "dataset=paired_folder", "dataset.load_size=16"], "load_size=16"),
 ])
 def test_mismatched_choices_are_refused_before_anything_is_built(overrides, match, compose_cfg):

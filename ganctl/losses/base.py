@@ -29,8 +29,10 @@ class Loss(abc.ABC):
     # the real batch in G's update as well, which the other losses skip.
     generator_needs_real = False
 
-    def __init__(self, d_steps_per_g_step: int = 1, r1_weight: float = 0.0, r1_every: int = 1):
+    def __init__(self, d_steps_per_g_step: int = 1, g_steps_per_d_step: int = 1,
+                 r1_weight: float = 0.0, r1_every: int = 1):
         self.d_steps_per_g_step = d_steps_per_g_step
+        self.g_steps_per_d_step = int(g_steps_per_d_step)
         self.r1_weight = float(r1_weight)
         self.r1_every = int(r1_every)
 

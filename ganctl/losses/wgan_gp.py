@@ -27,9 +27,10 @@ class WassersteinGP(Loss):
 
     boundary = None  # a critic's offset means nothing
 
-    def __init__(self, d_steps_per_g_step: int = 1, gp_weight: float = 0.0, r1_weight: float = 0.0,
-                 r1_every: int = 1):
-        super().__init__(d_steps_per_g_step=d_steps_per_g_step, r1_weight=r1_weight,
+    def __init__(self, d_steps_per_g_step: int = 1, g_steps_per_d_step: int = 1,
+                 gp_weight: float = 0.0, r1_weight: float = 0.0, r1_every: int = 1):
+        super().__init__(d_steps_per_g_step=d_steps_per_g_step,
+                         g_steps_per_d_step=g_steps_per_d_step, r1_weight=r1_weight,
                          r1_every=r1_every)
         self.gp_weight = float(gp_weight)
 

@@ -35,8 +35,9 @@ def value_names(train) -> tuple:
 def make_train_step(state):
     """A tf.function taking `steps_per_call * d_steps_per_g_step * B` real images and labels.
 
-    update_rule="alternating": `d_steps_per_g_step` D-updates, then a G-update with fresh noise
-    through the updated D (ganctl's default, the usual GAN algorithm).
+    update_rule="alternating": `d_steps_per_g_step` D-updates, then `g_steps_per_d_step`
+    G-updates (1 unless set), each with fresh noise through the updated D (ganctl's default, the
+    usual GAN algorithm).
     update_rule="simultaneous": the TF DCGAN tutorial's step: one G forward, D and G losses from
     the same logits, both gradients taken before either network changes. Less work per step (no
     second G and D forward), but a different algorithm, so it is an explicit choice.
@@ -133,7 +134,8 @@ def make_train_step(state):
         label_chunks = ops.split(real_labels, d_steps, axis=0) if d_steps > 1 else [real_labels]
         for real_images, labels in zip(image_chunks, label_chunks):
             d_loss, penalty, real_logits, fake_logits = discriminator_update(real_images, labels)
-        g_loss = generator_update(image_chunks[-1], label_chunks[-1])
+        for _ in range(loss.g_steps_per_d_step):
+            g_loss = generator_update(image_chunks[-1], label_chunks[-1])
         return d_loss, g_loss, penalty, real_logits, fake_logits
 
     def simultaneous_update(real_images, labels):
