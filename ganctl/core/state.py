@@ -37,7 +37,7 @@ class TrainingState:
     learning_rates: dict[str, float]          # each optimizer's base rate (before any schedule)
     averages: dict[str, keras.Model]          # EMA copies, keyed like `networks`
     loss: object
-    step: tf.Variable                         # generator updates done
+    step: tf.Variable                         # training steps done
     first_nonfinite_step: tf.Variable         # -1 while every loss has been finite
     seed_generator: keras.random.SeedGenerator
     strategy: object                          # the tf.distribute strategy that made the variables
