@@ -210,6 +210,10 @@ class TrainConfig:
     # updates (about 8 min for the default on a 2-core CPU)
     steps: int = positive(5000)
     batch_size: int = positive(64)      # images per step (the global batch over all devices)
+    # fakes per G update, a divisor of batch_size (G's updates take the first rows of the
+    # batch's labels); null: batch_size. With loss.g_steps_per_d_step=2, half the batch gives G
+    # two updates for the work of one (the image recipes; README "Quality").
+    g_batch_size: Optional[int] = positive(None)
     seed: int = II("seed")
     g_lr: float = positive(2e-4)
     d_lr: float = positive(2e-4)
@@ -499,6 +503,14 @@ def g_steps_for(g_steps: int, d_steps_per_g_step: int, update_rule: str) -> int:
     return int(g_steps) if int(d_steps_per_g_step) == 1 and update_rule == "alternating" else 1
 
 
+def split_batch(batch_size: int, g_steps: int) -> int:
+    """The largest divisor of `batch_size` that is at most batch_size / g_steps: a recipe writes
+    g_batch_size: ${ganctl_split_batch:${train.batch_size},${loss.g_steps_per_d_step}}, so
+    G's updates together draw one batch of fakes, whatever batch or G steps the user sets."""
+    batch_size, g_steps = int(batch_size), max(int(g_steps), 1)
+    return max(d for d in range(1, max(batch_size // g_steps, 1) + 1) if batch_size % d == 0)
+
+
 def lazy_every(every: int, weight: float) -> int:
     """`every` while the penalty is on, else 1: a recipe writes
     r1_every: ${ganctl_lazy_every:4,${loss.r1_weight}}, so loss.r1_weight=0 on the command line
@@ -509,7 +521,8 @@ def lazy_every(every: int, weight: float) -> int:
 RESOLVERS = {"ganctl_dir_name": short_dir_name, "ganctl_batch_lr": batch_scaled_lr,
              "ganctl_share_of_steps": share_of_steps, "ganctl_without_penalty": without_penalty,
              "ganctl_simultaneous_if_one_d_step": simultaneous_if_one_d_step,
-             "ganctl_lazy_every": lazy_every, "ganctl_g_steps_for": g_steps_for}
+             "ganctl_lazy_every": lazy_every, "ganctl_g_steps_for": g_steps_for,
+             "ganctl_split_batch": split_batch}
 
 
 def register_configs() -> None:
@@ -630,13 +643,22 @@ def check_train_run(cfg) -> None:
         raise UserError(f"loss.r1_every={cfg.loss.r1_every} spaces out the R1 penalty, but "
                         "loss.r1_weight=0 turns it off; set loss.r1_weight too (e.g. "
                         "loss.r1_weight=0.1), or leave loss.r1_every out.")
+    g_batch = t.get("g_batch_size")
+    if g_batch is not None and t.batch_size % g_batch:
+        divisors = [d for d in range(1, t.batch_size + 1) if t.batch_size % d == 0]
+        raise UserError(f"train.g_batch_size={g_batch} is not a divisor of train.batch_size="
+                        f"{t.batch_size}: G's updates take the first g_batch_size rows of each "
+                        f"replica's share of the batch; use one of {divisors}, or null for the "
+                        "whole batch.")
     ratios = [f"loss.{key}={cfg.loss[key]}" for key in ("d_steps_per_g_step", "g_steps_per_d_step")
               if cfg.loss.get(key, 1) != 1]
+    if g_batch not in (None, t.batch_size):
+        ratios.append(f"train.g_batch_size={g_batch}")
     if t.update_rule == "simultaneous" and ratios:
         raise UserError("train.update_rule=simultaneous updates D and G once each from one "
                         f"forward pass, so it cannot take {' and '.join(ratios)}; set "
-                        f"{' '.join(r.split('=')[0] + '=1' for r in ratios)}, or use "
-                        "train.update_rule=alternating.")
+                        f"{' '.join(r.split('=')[0] + ('=null' if 'batch' in r else '=1') for r in ratios)}, "
+                        "or use train.update_rule=alternating.")
     kimg, rampup = t.get("ema_kimg"), t.get("ema_rampup")
     if t.ema == 0 and (kimg is not None or rampup is not None):
         raise UserError(f"train.ema=0 keeps no average of G, so train.ema_kimg={kimg} and "
@@ -709,14 +731,16 @@ def check_translation_pair(cfg) -> None:
     unsupported = [f"{key}={value}" for key, value, default in (
         ("loss.d_steps_per_g_step", cfg.loss.d_steps_per_g_step, 1),
         ("loss.g_steps_per_d_step", cfg.loss.get("g_steps_per_d_step", 1), 1),
+        ("train.g_batch_size", cfg.train.get("g_batch_size") or cfg.train.batch_size,
+         cfg.train.batch_size),
         ("train.update_rule", cfg.train.update_rule, "alternating"),
         ("train.augment", cfg.train.augment, "none")) if value != default]
     if unsupported:
         raise UserError(f"model={translation.kind} updates D once, then G, on each batch of "
                         f"pairs, so {', '.join(unsupported)} has no meaning here; set "
                         "loss.d_steps_per_g_step=1 (loss=wgan_gp sets 5), "
-                        "loss.g_steps_per_d_step=1, train.update_rule=alternating and "
-                        "train.augment=none.")
+                        "loss.g_steps_per_d_step=1, train.g_batch_size=null, "
+                        "train.update_rule=alternating and train.augment=none.")
     if cfg.train.eval_every:
         raise UserError(f"train.eval_every={cfg.train.eval_every}: in-training evaluation scores "
                         "noise -> image generators only; for a translation run set "

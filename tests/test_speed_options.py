@@ -213,6 +213,9 @@ def test_speed_options_are_checked_before_a_run(compose_cfg):
     with pytest.raises(UserError, match="cannot take loss.g_steps_per_d_step=2; set "
                                         "loss.g_steps_per_d_step=1"):
         compose_cfg(["loss.g_steps_per_d_step=2", "train.update_rule=simultaneous"])
+    with pytest.raises(UserError, match="cannot take train.g_batch_size=4; set "
+                                        "train.g_batch_size=null"):
+        compose_cfg(["train.g_batch_size=4", "train.update_rule=simultaneous"])
     with pytest.raises(UserError, match="train.precision=half is not one of"):
         compose_cfg(["train.precision=half"])
 

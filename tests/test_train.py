@@ -140,6 +140,55 @@ def test_each_step_takes_its_d_then_g_updates_and_g_takes_no_real_images(
     assert int(state.optimizers["generator"].iterations.numpy()) == g_updates
 
 
+class NoiseSizes:
+    """The real generator, noting the rows of every batch of noise it is traced with."""
+
+    def __init__(self, generator):
+        self.generator, self.rows = generator, []
+
+    def __call__(self, z, **kwargs):
+        self.rows.append(int(z.shape[0]))
+        return self.generator(z, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.generator, name)
+
+
+@pytest.mark.parametrize("overrides, rows", [
+    ([], [32, 32]),                                       # one D update's fakes, one G update
+    (["loss.g_steps_per_d_step=2"], [32, 32, 32]),
+    (["loss.g_steps_per_d_step=2", "train.g_batch_size=16"], [32, 16, 16]),
+    (["loss.g_steps_per_d_step=3", "train.g_batch_size=8"], [32, 8, 8, 8])])
+def test_g_updates_draw_g_batch_size_fakes_each(overrides, rows, compose_cfg, data_overrides):
+    from ganctl.core.components import build_dataset
+    from ganctl.core.state import build_training_state
+    from ganctl.training.steps import make_train_step
+
+    cfg = compose_cfg(["model=mlp", "dataset=ring", "train.batch_size=32", *overrides,
+                       *data_overrides["ring"]])
+    dataset = build_dataset(cfg.dataset)
+    state = build_training_state(cfg, dataset)
+    state.networks["generator"] = spy = NoiseSizes(state.generator)
+    step = make_train_step(state)
+    step(*next(iter(dataset.tf_dataset(32, seed=0))))
+    assert spy.rows == rows
+
+
+def test_a_recipe_splits_the_batch_among_g_updates_into_divisors():
+    from ganctl.config import split_batch
+
+    assert [split_batch(64, 2), split_batch(64, 1), split_batch(32, 3), split_batch(100, 3),
+            split_batch(7, 2), split_batch(4, 8)] == [32, 64, 8, 25, 1, 1]
+
+
+def test_a_g_batch_that_does_not_divide_the_batch_is_one_paragraph(compose_cfg):
+    with pytest.raises(UserError) as caught:
+        compose_cfg(["train.batch_size=64", "train.g_batch_size=48"])
+    problem = str(caught.value)
+    assert "train.g_batch_size=48" in problem and "[1, 2, 4, 8, 16, 32, 64]" in problem
+    assert "\n" not in problem
+
+
 def test_train_sample_resume_cycle_through_the_cli(tmp_path):
     """What a user does: train, sample in every format, resume and go further."""
     from PIL import Image

@@ -98,6 +98,8 @@ def test_grey_and_missing_domains(translation_folders, tmp_path):
     (["model=pix2pix", "dataset=paired_folder", "loss=wgan_gp"], "d_steps_per_g_step=5"),
     (["model=pix2pix", "dataset=paired_folder", "loss.g_steps_per_d_step=2"],
      "g_steps_per_d_step=2 has no meaning"),
+    (["model=pix2pix", "dataset=paired_folder", "train.g_batch_size=1"],
+     "g_batch_size=1 has no meaning"),
     (["model=pix2pix", "dataset=paired_folder", "dataset.load_size=16"], "load_size=16"),
 ])
 def test_mismatched_choices_are_refused_before_anything_is_built(overrides, match, compose_cfg):

@@ -43,7 +43,7 @@ class TrainingState:
     strategy: object                          # the tf.distribute strategy that made the variables
     precision: str                            # the Keras dtype policy the networks were built with
     z_dim: int
-    d_steps: int                              # D updates per G update
+    d_steps: int                              # D updates per training step
     train: object                             # the train config node (options of the step)
     augment_probability: tf.Variable | None = None  # train.augment=ada's p, else None
     augment_r_t_sum: tf.Variable | None = None   # ada: r_t summed over the steps since p last moved
@@ -71,7 +71,7 @@ class TrainingState:
 
     @property
     def images_per_step(self) -> int:
-        """Real examples D sees per G update."""
+        """Real examples D sees per training step (G's updates take none)."""
         return self.train.batch_size * self.d_steps
 
     def trackables(self) -> dict:

@@ -36,8 +36,8 @@ def make_train_step(state):
     """A tf.function taking `steps_per_call * d_steps_per_g_step * B` real images and labels.
 
     update_rule="alternating": `d_steps_per_g_step` D-updates, then `g_steps_per_d_step`
-    G-updates (1 unless set), each with fresh noise through the updated D (ganctl's default, the
-    usual GAN algorithm).
+    G-updates (1 unless set) of train.g_batch_size fakes (default: the batch), each with fresh
+    noise through the updated D (ganctl's default, the usual GAN algorithm).
     update_rule="simultaneous": the TF DCGAN tutorial's step: one G forward, D and G losses from
     the same logits, both gradients taken before either network changes. Less work per step (no
     second G and D forward), but a different algorithm, so it is an explicit choice.
@@ -63,6 +63,7 @@ def make_train_step(state):
     # both halves is equivalent (dropout masks are drawn per element either way) and cheaper.
     joint_d_call = t.joint_d_call and not couples_examples(discriminator)
     conditional = check_conditional_pair(generator, discriminator)
+    g_share = t.batch_size // (t.get("g_batch_size") or t.batch_size)
 
     def fakes(labels, training=True):
         z = replica_rows(lambda shape: keras.random.normal(shape, seed=seed_generator),
@@ -134,8 +135,12 @@ def make_train_step(state):
         label_chunks = ops.split(real_labels, d_steps, axis=0) if d_steps > 1 else [real_labels]
         for real_images, labels in zip(image_chunks, label_chunks):
             d_loss, penalty, real_logits, fake_logits = discriminator_update(real_images, labels)
+        g_images, g_labels = image_chunks[-1], label_chunks[-1]
+        if g_share > 1:  # train.g_batch_size: G's updates take the first rows
+            rows = ops.shape(g_labels)[0] // g_share
+            g_images, g_labels = g_images[:rows], g_labels[:rows]
         for _ in range(loss.g_steps_per_d_step):
-            g_loss = generator_update(image_chunks[-1], label_chunks[-1])
+            g_loss = generator_update(g_images, g_labels)
         return d_loss, g_loss, penalty, real_logits, fake_logits
 
     def simultaneous_update(real_images, labels):
