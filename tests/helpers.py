@@ -86,3 +86,16 @@ def build_loss(path, **overrides):
     from ganctl.config import LossConfig
 
     return registry.build(shipped_node(LossConfig, path, overrides), "loss", schema=LossConfig)
+
+
+def refusal(compose_cfg, overrides: list[str]) -> str:
+    """The UserError that composing `overrides` raises, checked to be one paragraph."""
+    import pytest
+
+    from ganctl.errors import UserError
+
+    with pytest.raises(UserError) as caught:
+        compose_cfg(overrides)
+    problem = str(caught.value)
+    assert "\n" not in problem, problem
+    return problem

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from ganctl.config import warmup_steps
-from ganctl.errors import UserError
 from ganctl.training.lr_schedule import lr_scale
+from tests.helpers import refusal
 
 
 def test_scale_is_one_until_the_decay_then_linear_to_zero_at_the_last_step():
@@ -103,17 +103,13 @@ def test_ema_horizon_and_lr_schedule_resume_exactly_and_change_the_weights(
 
 
 def test_a_decay_that_never_starts_is_one_paragraph(compose_cfg):
-    with pytest.raises(UserError) as caught:
-        compose_cfg(["train.steps=100", "train.lr_decay_start=100"])
-    problem = str(caught.value)
+    problem = refusal(compose_cfg, ["train.steps=100", "train.lr_decay_start=100"])
     assert "train.lr_decay_start=100" in problem and "train.lr_decay_start=50" in problem
-    assert "\n" not in problem
 
 
 def test_a_warm_up_as_long_as_the_run_is_one_paragraph_that_names_a_fitting_value(compose_cfg):
-    with pytest.raises(UserError) as caught:
-        compose_cfg(["train.steps=100", "train.batch_size=64", "train.lr_warmup_kimg=6.4"])
-    problem = str(caught.value)
+    problem = refusal(compose_cfg, ["train.steps=100", "train.batch_size=64",
+                                    "train.lr_warmup_kimg=6.4"])
     assert "train.lr_warmup_kimg=6.4" in problem and "100 steps" in problem
-    assert "train.lr_warmup_kimg=0.64" in problem and "\n" not in problem
+    assert "train.lr_warmup_kimg=0.64" in problem
     compose_cfg(["train.steps=100", "train.batch_size=64", "train.lr_warmup_kimg=0.64"])

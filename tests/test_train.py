@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from ganctl import registry
 from ganctl.errors import UserError
-from tests.helpers import CONF, compose, config_choices, ganctl, translation_choices
+from tests.helpers import CONF, compose, config_choices, ganctl, refusal, translation_choices
 
 MODELS, DATASETS, LOSSES = (config_choices(g) for g in ("model", "dataset", "loss"))
 ALL_COMBINATIONS = [(m, d, lo) for m in MODELS for d in DATASETS for lo in LOSSES]
@@ -182,11 +182,8 @@ def test_a_recipe_splits_the_batch_among_g_updates_into_divisors():
 
 
 def test_a_g_batch_that_does_not_divide_the_batch_is_one_paragraph(compose_cfg):
-    with pytest.raises(UserError) as caught:
-        compose_cfg(["train.batch_size=64", "train.g_batch_size=48"])
-    problem = str(caught.value)
+    problem = refusal(compose_cfg, ["train.batch_size=64", "train.g_batch_size=48"])
     assert "train.g_batch_size=48" in problem and "[1, 2, 4, 8, 16, 32, 64]" in problem
-    assert "\n" not in problem
 
 
 def test_train_sample_resume_cycle_through_the_cli(tmp_path):
