@@ -195,7 +195,7 @@ class LossConfig:
     _target_: str = MISSING
     d_steps_per_g_step: int = positive(1)  # critic updates per generator update (WGAN-GP uses 5)
     # generator updates after each D phase, each on fresh noise (no real images, so the image
-    # budget is unchanged); the image recipes use 2 (README "Quality")
+    # budget is unchanged); the Fashion-MNIST recipe uses 2 (README "Quality")
     g_steps_per_d_step: int = positive(1)
     gp_weight: float = non_negative(0.0)  # gradient penalty weight (lambda); 0 disables it
     r1_weight: float = non_negative(0.0)  # R1 penalty on real images (gamma, Mescheder 2018); 0 off
@@ -212,7 +212,7 @@ class TrainConfig:
     batch_size: int = positive(64)      # images per step (the global batch over all devices)
     # fakes per G update, a divisor of batch_size (G's updates take the first rows of the
     # batch's labels); null: batch_size. With loss.g_steps_per_d_step=2, half the batch gives G
-    # two updates for the work of one (the image recipes; README "Quality").
+    # two updates for the work of one (the Fashion-MNIST recipe; README "Quality").
     g_batch_size: Optional[int] = positive(None)
     seed: int = II("seed")
     g_lr: float = positive(2e-4)
@@ -650,14 +650,17 @@ def check_train_run(cfg) -> None:
                         f"{t.batch_size}: G's updates take the first g_batch_size rows of each "
                         f"replica's share of the batch; use one of {divisors}, or null for the "
                         "whole batch.")
-    ratios = [f"loss.{key}={cfg.loss[key]}" for key in ("d_steps_per_g_step", "g_steps_per_d_step")
-              if cfg.loss.get(key, 1) != 1]
-    if g_batch not in (None, t.batch_size):
-        ratios.append(f"train.g_batch_size={g_batch}")
-    if t.update_rule == "simultaneous" and ratios:
+    d_steps, g_steps = cfg.loss.d_steps_per_g_step, cfg.loss.get("g_steps_per_d_step", 1)
+    # (key, value, the setting for one update of the whole batch) where they differ
+    not_one_update = [(key, value, plain) for key, value, plain, differs in (
+        ("loss.d_steps_per_g_step", d_steps, 1, d_steps != 1),
+        ("loss.g_steps_per_d_step", g_steps, 1, g_steps != 1),
+        ("train.g_batch_size", g_batch, "null", g_batch not in (None, t.batch_size))) if differs]
+    if t.update_rule == "simultaneous" and not_one_update:
         raise UserError("train.update_rule=simultaneous updates D and G once each from one "
-                        f"forward pass, so it cannot take {' and '.join(ratios)}; set "
-                        f"{' '.join(r.split('=')[0] + ('=null' if 'batch' in r else '=1') for r in ratios)}, "
+                        "forward pass, so it cannot take "
+                        f"{' and '.join(f'{key}={value}' for key, value, _ in not_one_update)}; "
+                        f"set {' '.join(f'{key}={plain}' for key, _, plain in not_one_update)}, "
                         "or use train.update_rule=alternating.")
     kimg, rampup = t.get("ema_kimg"), t.get("ema_rampup")
     if t.ema == 0 and (kimg is not None or rampup is not None):
