@@ -508,7 +508,12 @@ def split_batch(batch_size: int, g_steps: int) -> int:
     g_batch_size: ${ganctl_split_batch:${train.batch_size},${loss.g_steps_per_d_step}}, so
     G's updates together draw one batch of fakes, whatever batch or G steps the user sets."""
     batch_size, g_steps = int(batch_size), max(int(g_steps), 1)
-    return max(d for d in range(1, max(batch_size // g_steps, 1) + 1) if batch_size % d == 0)
+    return max(d for d in divisors(batch_size) if d <= max(batch_size // g_steps, 1))
+
+
+def divisors(n: int) -> list[int]:
+    """The divisors of n, ascending: the batch sizes that split a batch of n evenly."""
+    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def lazy_every(every: int, weight: float) -> int:
@@ -645,11 +650,10 @@ def check_train_run(cfg) -> None:
                         "loss.r1_weight=0.1), or leave loss.r1_every out.")
     g_batch = t.get("g_batch_size")
     if g_batch is not None and t.batch_size % g_batch:
-        divisors = [d for d in range(1, t.batch_size + 1) if t.batch_size % d == 0]
         raise UserError(f"train.g_batch_size={g_batch} is not a divisor of train.batch_size="
                         f"{t.batch_size}: G's updates take the first g_batch_size rows of each "
-                        f"replica's share of the batch; use one of {divisors}, or null for the "
-                        "whole batch.")
+                        f"replica's share of the batch; use one of {divisors(t.batch_size)}, "
+                        "or null for the whole batch.")
     d_steps, g_steps = cfg.loss.d_steps_per_g_step, cfg.loss.get("g_steps_per_d_step", 1)
     # (key, value, the setting for one update of the whole batch) where they differ
     not_one_update = [(key, value, plain) for key, value, plain, differs in (
