@@ -193,3 +193,59 @@ def test_extra_convs_add_3x3_convs_at_each_inner_resolution(shape):
                for x in conditional.layers) == doublings - 1
     with pytest.raises(UserError, match="extra_convs=-1"):
         build_networks(CONF / "model" / "dcgan.yaml", shape, generator={"extra_convs": -1})
+
+
+def _unfused_up(x, channels, upsampling, *, use_bias, name):
+    """The resize doubling as it was built before ResizeConv2D: UpSampling2D, then a 3x3 conv."""
+    x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
+    return keras.layers.Conv2D(channels, 3, padding="same", use_bias=use_bias, name=name)(x)
+
+
+@pytest.mark.parametrize("shape,use_bias", [((2, 7, 7, 5), True), ((3, 5, 9, 2), False)])
+def test_resize_conv_is_a_nearest_resize_then_the_3x3_conv(shape, use_bias):
+    """The fused transposed conv gives the outputs and gradients of resize + conv, odd and
+    non-square sizes and the borders included."""
+    from ganctl.models.common import ResizeConv2D
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=shape), tf.float32)
+    fused = ResizeConv2D(4, use_bias=use_bias)
+    unfused = keras.layers.Conv2D(4, 3, padding="same", use_bias=use_bias)
+    fused.build(shape), unfused.build(shape)
+    unfused.set_weights([rng.normal(size=w.shape) for w in unfused.get_weights()])
+    fused.set_weights(unfused.get_weights())
+    target = tf.constant(rng.normal(size=(shape[0], 2 * shape[1], 2 * shape[2], 4)), tf.float32)
+
+    def outputs_and_gradients(forward, layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = forward(x)
+            loss = tf.reduce_sum(y * target)
+        return [y, *tape.gradient(loss, [x, *layer.trainable_weights])]
+
+    got = outputs_and_gradients(fused, fused)
+    want = outputs_and_gradients(lambda v: unfused(keras.layers.UpSampling2D(2)(v)), unfused)
+    assert got[0].shape == want[0].shape == fused.compute_output_shape(shape)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_resize_generator_restores_checkpoints_of_the_unfused_one(monkeypatch, tmp_path):
+    """Runs saved before ResizeConv2D (UpSampling2D + Conv2D) restore whole into today's resize G
+    and make the same images; checkpoints record layers by position."""
+    from ganctl.models import dcgan
+
+    rng = np.random.default_rng(1)
+    build = dict(z_dim=Z_DIM, image_shape=(28, 28, 3), width=8, upsampling="resize")
+    with monkeypatch.context() as patch:
+        patch.setattr(dcgan, "_up", _unfused_up)
+        old = dcgan.build_generator(**build)
+    assert any(isinstance(layer, keras.layers.UpSampling2D) for layer in old.layers)
+    for weight in old.weights:  # moving variances stay positive
+        weight.assign(np.abs(rng.normal(size=weight.shape)) * 0.1 + 0.5 * ("variance" in weight.path))
+    saved = tf.train.Checkpoint(generator=old).write(str(tmp_path / "ckpt"))
+    new = dcgan.build_generator(**build)
+    assert not any(isinstance(layer, keras.layers.UpSampling2D) for layer in new.layers)
+    tf.train.Checkpoint(generator=new).read(saved).assert_consumed()
+    z = rng.normal(size=(BATCH, Z_DIM)).astype(np.float32)
+    np.testing.assert_allclose(new(z, training=False), old(z, training=False), atol=1e-5)

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 
+# Row t: which of a 3x3 kernel's taps (along one axis) land on tap t of the 4-tap stride-2
+# transposed conv, after a nearest 2x resize (see ResizeConv2D).
+_RESIZE_TAPS = np.array([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], "float32")
 
 
 def spectral_normalized(layer, enabled: bool = True):
@@ -55,3 +59,33 @@ def instance_norm(name: str, scale: bool = True, center: bool = True):
     `center=False`: no learned shift."""
     return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, scale=scale, center=center,
                                            name=name)
+
+
+@keras.saving.register_keras_serializable(package="ganctl")
+class ResizeConv2D(keras.layers.Conv2D):
+    """A nearest-neighbour 2x resize followed by this layer's 3x3 "same" conv (Odena et al. 2016),
+    computed as one stride-2 transposed conv with 4x4 taps summed from the 3x3 kernel.
+
+    The two are the same function: after a nearest 2x resize, each output pixel's 3x3 window
+    covers 2x2 input pixels, so taps that land on the same input pixel add up. The transposed
+    conv does 4 multiply-adds per output pixel and channel pair instead of 9, and never builds
+    the 4x larger resized tensor. Kernel and bias are a Conv2D's, same shapes and names, so
+    checkpoints of UpSampling2D + Conv2D restore into it.
+    """
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(filters, **{"kernel_size": 3, "padding": "same", **kwargs})
+        if (self.kernel_size, self.strides, self.dilation_rate, self.padding, self.data_format) != (
+                (3, 3), (1, 1), (1, 1), "same", "channels_last"):
+            raise ValueError("ResizeConv2D is a 3x3, stride-1, 'same', channels_last conv")
+
+    def convolution_op(self, inputs, kernel):
+        taps = keras.ops.cast(_RESIZE_TAPS, kernel.dtype)
+        # (3, 3, in, out) -> (4, 4, out, in), the layout conv_transpose takes
+        summed = keras.ops.einsum("ar,bs,rsio->aboi", taps, taps, kernel)
+        return keras.ops.conv_transpose(inputs, summed, strides=2, padding="same")
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        doubled = [None if size is None else 2 * size for size in (height, width)]
+        return (batch, *doubled, self.filters)

@@ -8,7 +8,7 @@ import keras
 from keras import layers
 
 from ganctl.errors import UserError
-from ganctl.models.common import Dropout, output_activation, spectral_normalized
+from ganctl.models.common import Dropout, ResizeConv2D, output_activation, spectral_normalized
 from ganctl.models.mode_coverage import MinibatchStd
 
 # 4x4 kernels divide evenly by the stride of 2, which avoids the checkerboard pattern that
@@ -100,8 +100,10 @@ def _normalized_relu(x, batch_norm: bool, name: str):
 def _up(x, channels: int, upsampling: str, *, use_bias: bool, name: str):
     """One 2x doubling of H and W."""
     if upsampling == "resize":
-        x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
-        return layers.Conv2D(channels, 3, padding="same", use_bias=use_bias, name=name)(x)
+        # The identity holds the place of the UpSampling2D that ResizeConv2D absorbed: checkpoints
+        # record layers by position, so runs saved before the fusion still restore.
+        x = layers.Identity(name=f"{name}_resize")(x)
+        return ResizeConv2D(channels, use_bias=use_bias, name=name)(x)
     return layers.Conv2DTranspose(channels, KERNEL_SIZE, strides=2, padding="same",
                                   use_bias=use_bias, name=name)(x)
 
