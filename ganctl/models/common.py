@@ -4,10 +4,6 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-# Row t: which of a 3x3 kernel's taps (along one axis) land on tap t of the 4-tap stride-2
-# transposed conv, after a nearest 2x resize (see ResizeConv2D).
-_RESIZE_TAPS = np.array([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], "float32")
-
 
 def spectral_normalized(layer, enabled: bool = True):
     """`layer` wrapped in spectral normalisation (Miyato et al. 2018) when enabled, else as is.
@@ -73,6 +69,10 @@ class ResizeConv2D(keras.layers.Conv2D):
     checkpoints of UpSampling2D + Conv2D restore into it.
     """
 
+    # Row t: the 3x3 kernel's taps (along one axis) that land on tap t of the 4-tap transposed
+    # conv; an output pixel 2i or 2i + 1 reads input pixels i - 1, i or i, i + 1.
+    TAPS = np.array([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], "float32")
+
     def __init__(self, filters, **kwargs):
         super().__init__(filters, **{"kernel_size": 3, "padding": "same", **kwargs})
         if (self.kernel_size, self.strides, self.dilation_rate, self.padding, self.data_format) != (
@@ -80,7 +80,7 @@ class ResizeConv2D(keras.layers.Conv2D):
             raise ValueError("ResizeConv2D is a 3x3, stride-1, 'same', channels_last conv")
 
     def convolution_op(self, inputs, kernel):
-        taps = keras.ops.cast(_RESIZE_TAPS, kernel.dtype)
+        taps = keras.ops.cast(self.TAPS, kernel.dtype)
         # (3, 3, in, out) -> (4, 4, out, in), the layout conv_transpose takes
         summed = keras.ops.einsum("ar,bs,rsio->aboi", taps, taps, kernel)
         return keras.ops.conv_transpose(inputs, summed, strides=2, padding="same")
