@@ -323,14 +323,17 @@ def _command_help(command: str) -> str:
 
 
 def _check_output_dirs(args: list[str]) -> None:
-    """Where a new run (or sweep) folder goes must be creatable, before anything is trained."""
-    from ganctl.rundir import check_can_write
+    """Where a new run (or sweep) folder goes must be creatable, before anything is trained, and
+    a named run folder must not hold another run: refused here, Hydra has not yet written to it."""
+    from ganctl.rundir import check_can_write, refuse_training_over
 
     key = "hydra.sweep.dir" if any(a in ("-m", "--multirun") for a in args) else "hydra.run.dir"
     given = [a.split("=", 1)[1] for a in args if a.startswith(key + "=")]
     path = _unquoted(given[-1]) if given else "outputs"
     if "${" not in path:
         check_can_write(path, key)  # the default, outputs/, is in the current folder
+        if given and key == "hydra.run.dir":
+            refuse_training_over(os.path.expanduser(path))
 
 
 # What TensorFlow's C++ side and libjpeg print on every run, with nothing a user can act on: absl's

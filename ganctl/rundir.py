@@ -35,6 +35,17 @@ def newest_saved_step(run_dir: Path) -> int:
     return max(steps, default=0)
 
 
+def refuse_training_over(run_dir) -> None:
+    """A new run never starts in a folder that holds another run's checkpoints: its saves would
+    overwrite theirs and keep_checkpoints would delete the rest."""
+    done = newest_saved_step(Path(run_dir))
+    if done:
+        raise UserError(f"{run_dir} already holds a ganctl run with checkpoints up to step {done}, "
+                        "and a new run there would replace them. To continue that run: ganctl "
+                        f"train resume={run_dir}. For a new run, give another folder "
+                        "(hydra.run.dir=<new folder>, or leave it out for outputs/<date>/<time>).")
+
+
 def parse_checkpoint(value) -> int | str | None:
     """checkpoint=: None (the newest), a step number, or "best"; a UserError otherwise."""
     if value is None or value == BEST_DIR:

@@ -66,6 +66,8 @@ MISTAKES = [
     (["train", "seed=é"], r"seed=é cannot be read.*\"seed='é'\"", ["train", "seed=1"]),
     (["train", "hydra.run.dir=/proc/ganctl_ux/r"], r"/proc/ganctl_ux/r.*cannot write.*e\.g\. "
      r"hydra\.run\.dir=", ["train", "hydra.run.dir=NEW/r"]),
+    (["train", f"hydra.run.dir={R}"], r"holds a ganctl run with checkpoints up to step 4.*"
+     r"resume=.*another folder", ["train", f"resume={R}", "train.steps=8"]),
     (["train", f"resume={R}"], r"already trained 4 steps.*train\.steps=4.*train\.steps=8",
      ["train", f"resume={R}", "train.steps=8"]),
     (["train", f"resume={R}", "loss=hinge"], r"loss=hinge cannot be changed.*train\.steps",
@@ -119,6 +121,18 @@ def test_a_mistake_is_one_paragraph_exit_2_and_changes_nothing(tmp_path, run, ar
                                                                     text)
     if typed is not None:
         check_typed(typed if typed[0] in ("train", "sample", "eval") else [args[0], *typed])
+
+
+def test_a_new_run_never_trains_over_another_runs_checkpoints(run):
+    """The backstop behind the CLI's check, for folders it cannot see before Hydra makes them (a
+    sweep job's, a dated one taken twice in one second): train refuses and the run is unchanged."""
+    from ganctl.commands.train import run as train
+    from ganctl.errors import UserError
+
+    before = checksums(run)
+    with pytest.raises(UserError, match=r"up to step 4.*resume="):
+        train(compose("train", RING), run)
+    assert checksums(run) == before
 
 
 def typed_suggestion(args: list[str], text: str) -> list[str] | None:

@@ -28,6 +28,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     if resuming:
         run_dir = rundir.check_run_dir(cfg.resume, what="resume")
         cfg = _config_for_resume(cfg, run_dir)
+    else:  # the CLI refuses a named hydra.run.dir before Hydra writes; this covers the rest
+        rundir.refuse_training_over(run_dir)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from ganctl.training.loop import train
 
