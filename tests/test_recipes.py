@@ -46,8 +46,9 @@ def test_every_recipe_composes_applies_and_is_recorded(recipe, compose_cfg, data
         if key in ("train.batch_size", "train.log_every", "train.sample_grid"):  # TINY's
             continue
         if isinstance(value, str) and value.startswith("${"):  # e.g. a batch-scaled rate
-            context = OmegaConf.create({"train": OmegaConf.to_container(cfg.train),
-                                        "loss": OmegaConf.to_container(cfg.loss), "_v": value})
+            context = OmegaConf.create({group: OmegaConf.to_container(cfg[group])
+                                        for group in ("train", "loss", "dataset", "model")})
+            context._v = value
             assert OmegaConf.select(cfg, key) == context._v, key
         else:
             assert OmegaConf.select(cfg, key) == value, key
@@ -184,3 +185,4 @@ def test_a_run_saved_before_recipes_and_new_switches_still_resumes(compose_cfg, 
     assert (run / "checkpoints" / "ckpt-4.index").is_file()
     again = OmegaConf.load(run / "config.yaml")
     assert again.train.ema_kimg is None and again.model.discriminator.pack == 1
+
