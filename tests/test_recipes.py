@@ -185,4 +185,3 @@ def test_a_run_saved_before_recipes_and_new_switches_still_resumes(compose_cfg, 
     assert (run / "checkpoints" / "ckpt-4.index").is_file()
     again = OmegaConf.load(run / "config.yaml")
     assert again.train.ema_kimg is None and again.model.discriminator.pack == 1
-
