@@ -46,9 +46,8 @@ def test_every_recipe_composes_applies_and_is_recorded(recipe, compose_cfg, data
         if key in ("train.batch_size", "train.log_every", "train.sample_grid"):  # TINY's
             continue
         if isinstance(value, str) and value.startswith("${"):  # e.g. a batch-scaled rate
-            context = OmegaConf.create({group: OmegaConf.to_container(cfg[group])
-                                        for group in ("train", "loss", "dataset", "model")})
-            context._v = value
+            context = OmegaConf.create({"train": OmegaConf.to_container(cfg.train),
+                                        "loss": OmegaConf.to_container(cfg.loss), "_v": value})
             assert OmegaConf.select(cfg, key) == context._v, key
         else:
             assert OmegaConf.select(cfg, key) == value, key
